@@ -1,0 +1,161 @@
+"""All runtime configuration of the stream app, read once from ``FINPULSE_*`` environment.
+
+Bottom of the import graph: nothing here imports the app, agents or model code. Secrets
+are ``SecretStr`` and the Redis URL is masked whenever it is shown, so they never reach
+logs or ``/metrics``. The worker, demo, replay and backtest all take a ``Settings``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DetectorSettings", "Settings", "WindowSettings", "mask_url"]
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, safe for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
+class WindowSettings(BaseSettings):
+    """Event-time bucketing; every size is in seconds and must be a multiple of the bucket."""
+
+    model_config = SettingsConfigDict(env_prefix="FINPULSE_", extra="ignore", frozen=True)
+
+    bucket_seconds: int = Field(60, gt=0, le=3600)
+    window_seconds: int = Field(900, gt=0)
+    baseline_seconds: int = Field(86_400, gt=0)
+    retention_seconds: int = Field(2 * 86_400, gt=0)
+    allowed_lateness_seconds: int = Field(600, ge=0)
+    max_future_skew_seconds: int = Field(3600, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WindowSettings:
+        b = self.bucket_seconds
+        for name in ("window_seconds", "baseline_seconds", "retention_seconds"):
+            if getattr(self, name) % b:
+                raise ValueError(f"{name} must be a multiple of bucket_seconds ({b})")
+        if not self.window_seconds < self.baseline_seconds <= self.retention_seconds:
+            raise ValueError("need window_seconds < baseline_seconds <= retention_seconds")
+        if self.allowed_lateness_seconds > self.retention_seconds - self.window_seconds:
+            raise ValueError("allowed_lateness_seconds must leave the window inside retention")
+        return self
+
+
+class DetectorSettings(BaseSettings):
+    """Spike detector thresholds (see stream_app/detector.py for the test they feed)."""
+
+    model_config = SettingsConfigDict(env_prefix="FINPULSE_", extra="ignore", frozen=True)
+
+    min_negative_count: int = Field(5, ge=1)
+    fire_z: float = Field(3.0, gt=0)
+    resolve_z: float = Field(1.0)
+    share_floor: float = Field(0.35, gt=0, le=1)
+    resolve_share_floor: float = Field(0.2, ge=0, le=1)
+    cooldown_seconds: int = Field(900, ge=0)
+    baseline_prior_share: float = Field(0.15, gt=0, lt=1)
+    baseline_prior_weight: float = Field(20.0, ge=0)
+    evidence_size: int = Field(5, ge=1, le=50)
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> DetectorSettings:
+        if self.resolve_z >= self.fire_z:
+            raise ValueError("resolve_z must be below fire_z (hysteresis)")
+        if self.resolve_share_floor >= self.share_floor:
+            raise ValueError("resolve_share_floor must be below share_floor (hysteresis)")
+        return self
+
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class Settings(BaseSettings):
+    """Worker configuration. Every field is ``FINPULSE_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="FINPULSE_", extra="ignore", frozen=True)
+
+    app_id: str = "finpulse"
+    broker: str = "kafka://127.0.0.1:9092"
+    broker_security_protocol: SecurityProtocol = "PLAINTEXT"
+    broker_sasl_mechanism: SaslMechanism = "PLAIN"
+    broker_sasl_username: str | None = None
+    broker_sasl_password: SecretStr | None = None
+    broker_ssl_cafile: Path | None = None
+    broker_ssl_certfile: Path | None = None
+    broker_ssl_keyfile: Path | None = None
+    broker_rebalance_timeout: float = Field(60.0, gt=0)
+    broker_session_timeout: float = Field(60.0, gt=0)
+
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    redis_key_prefix: str = Field("finpulse", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    redis_retry_max_seconds: float = Field(30.0, gt=0)
+
+    topic_news: str = "news"
+    topic_scored: str = "news.scored"
+    topic_alerts: str = "sentiment.alerts"
+    topic_deadletter: str = "news.deadletter"
+    topic_entity_events: str = "finpulse.entity-events"
+    topic_partitions: int = Field(4, ge=1, le=1024)
+    topic_replication: int = Field(1, ge=1)
+
+    batch_size: int = Field(64, ge=1, le=4096)
+    batch_max_wait: float = Field(0.25, gt=0, le=60)
+
+    max_message_bytes: int = Field(1_000_000, ge=1024)
+    max_headline_chars: int = Field(1000, ge=16)
+    max_body_chars: int = Field(20_000, ge=0)
+    max_tickers: int = Field(32, ge=0)
+
+    model_dir: Path = Path("artifacts/model")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    quantize: Literal["auto", "on", "off"] = "auto"
+
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=1, le=65535)
+    api_token: SecretStr | None = None
+
+    window: WindowSettings = Field(default_factory=WindowSettings)
+    detector: DetectorSettings = Field(default_factory=DetectorSettings)
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_url(cls, v: str) -> str:
+        for url in v.split(";"):
+            if not url.startswith(("kafka://", "aiokafka://")):
+                raise ValueError(f"broker URL must start with kafka:// (got {url!r})")
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: SecretStr) -> SecretStr:
+        if not v.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+        return v
+
+    @property
+    def redis_url_masked(self) -> str:
+        return mask_url(self.redis_url.get_secret_value())
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with fields changed, validated like the original (used by --set and tests)."""
+        data = self.model_dump()
+        for key, value in changes.items():
+            target = data
+            *path, leaf = key.split(".")
+            for part in path:
+                target = target[part]
+            target[leaf] = value
+        return Settings.model_validate(data)

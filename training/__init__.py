@@ -1,0 +1,1 @@
+"""Fine-tuning and honest evaluation of the two-head finpulse model."""
