@@ -127,8 +127,8 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=1, le=65535)
     api_token: SecretStr | None = None
 
-    window: WindowSettings = Field(default_factory=lambda: WindowSettings())
-    detector: DetectorSettings = Field(default_factory=lambda: DetectorSettings())
+    window: WindowSettings = Field(default_factory=WindowSettings)  # type: ignore[arg-type]
+    detector: DetectorSettings = Field(default_factory=DetectorSettings)  # type: ignore[arg-type]
 
     @field_validator("broker")
     @classmethod
