@@ -97,9 +97,9 @@ def test_slide_equals_recompute(buckets: dict[int, Counts], clock_buckets: list[
     for b2 in clock_buckets[1:]:
         needed = set().union(*G.transition_ranges(b1, b2))
 
-        def full(b: int, needed: set[int] = needed) -> Counts:
+        def full(b: int, needed: set[int] = needed, stored: dict[int, Counts] = buckets) -> Counts:
             assert b in needed  # the store only returned these
-            return buckets.get(b, Counts())
+            return stored.get(b, Counts())
 
         G.slide(window, baseline, b1, b2, full)
         assert window == window_of(b2)
