@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -20,15 +22,23 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import FinpulseError
+from stream_app.config import Settings
+from stream_app.schemas import NewsItem, datetime_to_ms
+from stream_app.validation import InvalidRecord, parse_news
 
 __all__ = [
     "FORMATS",
     "BadRow",
     "FeedError",
+    "FeedItem",
     "FeedRow",
+    "LoadedFeed",
     "detect_format",
+    "load_feed",
     "read_rows",
 ]
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("jsonl", "csv", "parquet")
 TRUTH_COLUMN = "event_id"
@@ -185,3 +195,76 @@ def _read_parquet(path: Path) -> Iterator[FeedRow | BadRow]:
             n += 1
             data = {k: _plain(v) for k, v in record.items() if v is not None}
             yield _split_truth(n, data)
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    """A valid row: the NewsItem, the exact bytes it was parsed from, and its truth mark."""
+
+    line: int
+    item: NewsItem
+    raw: bytes
+    event_id: str | None
+
+    @property
+    def event_ms(self) -> int:
+        return self.item.event_time_ms
+
+
+@dataclass
+class LoadedFeed:
+    """The valid items of a feed in event-time order, and every row that was skipped."""
+
+    items: list[FeedItem]
+    bad: list[BadRow]
+    filtered: int = 0
+
+    @property
+    def skipped_by_reason(self) -> dict[str, int]:
+        return dict(sorted(Counter(b.reason for b in self.bad).items()))
+
+
+def load_feed(
+    path: Path,
+    settings: Settings,
+    *,
+    fmt: str | None = None,
+    strict: bool = False,
+    time_from: datetime | None = None,
+    time_to: datetime | None = None,
+    max_logged: int = 20,
+) -> LoadedFeed:
+    """Validate every row with the live ``parse_news`` and sort the valid ones by event time.
+
+    Validation is the worker's own, so a row the worker would dead-letter is a bad row here
+    with the same ``reason``. Sorting is stable (ties keep file order) and in memory: the
+    items of one feed must fit in RAM, the file itself is streamed. ``time_to`` is exclusive.
+    """
+    items: list[FeedItem] = []
+    bad: list[BadRow] = []
+    filtered = 0
+    lo = datetime_to_ms(time_from) if time_from else None
+    hi = datetime_to_ms(time_to) if time_to else None
+    for row in read_rows(path, fmt):
+        if isinstance(row, FeedRow):
+            raw = row.to_bytes()
+            try:
+                item = parse_news(raw, record_timestamp_ms=None, settings=settings)
+            except InvalidRecord as exc:
+                row = BadRow(row.line, exc.reason, exc.detail)
+            else:
+                ms = item.event_time_ms
+                if (lo is not None and ms < lo) or (hi is not None and ms >= hi):
+                    filtered += 1
+                else:
+                    items.append(FeedItem(row.line, item, raw, row.event_id))
+                continue
+        if strict:
+            raise FeedError(f"{path}: {row} (strict mode)")
+        if len(bad) < max_logged:
+            log.warning("%s: skipping %s", path, row)
+        bad.append(row)
+    if len(bad) > max_logged:
+        log.warning("%s: %d more bad rows skipped", path, len(bad) - max_logged)
+    items.sort(key=lambda f: f.event_ms)
+    return LoadedFeed(items, bad, filtered)

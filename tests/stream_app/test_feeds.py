@@ -86,3 +86,61 @@ def test_unknown_suffix_and_missing_file(tmp_path: Path) -> None:
     bad.write_bytes(b"not parquet")
     with pytest.raises(FeedError, match="Parquet"):
         list(read_rows(bad))
+
+
+def _write(path: Path, rows: list[object]) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def test_load_feed_validates_like_the_worker_and_sorts(tmp_path: Path) -> None:
+    from stream_app.config import Settings
+    from stream_app.feeds import load_feed
+
+    path = _write(
+        tmp_path / "f.jsonl",
+        [
+            {**GOOD, "id": "late", "published_at": "2026-11-02T12:00:00Z"},
+            {**GOOD, "id": "early", "published_at": "2026-11-02T09:00:00Z", "event_id": "e"},
+            {"id": "nohead", "published_at": "2026-11-02T09:00:00Z"},
+            {**GOOD, "id": "badtime", "published_at": "yesterday"},
+            "{oops",
+        ],
+    )
+    feed = load_feed(path, Settings())
+    assert [f.item.id for f in feed.items] == ["early", "late"]
+    assert feed.items[0].event_id == "e"
+    assert [(b.line, b.reason) for b in feed.bad] == [
+        (3, "missing_field"),
+        (4, "bad_timestamp"),
+        (5, "bad_json"),
+    ]
+    assert feed.skipped_by_reason == {"bad_json": 1, "bad_timestamp": 1, "missing_field": 1}
+    assert b"event_id" not in feed.items[0].raw
+
+
+def test_load_feed_strict_names_the_line(tmp_path: Path) -> None:
+    from stream_app.config import Settings
+    from stream_app.feeds import load_feed
+
+    path = _write(tmp_path / "f.jsonl", [GOOD, {"id": "x", "headline": "h"}])
+    with pytest.raises(FeedError, match=r"line 2: missing_field"):
+        load_feed(path, Settings(), strict=True)
+
+
+def test_load_feed_time_filter_is_half_open(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from stream_app.config import Settings
+    from stream_app.feeds import load_feed
+
+    rows = [{**GOOD, "id": str(h), "published_at": f"2026-11-02T{h:02d}:00:00Z"} for h in range(6)]
+    path = _write(tmp_path / "f.jsonl", list(rows))
+    feed = load_feed(
+        path,
+        Settings(),
+        time_from=datetime(2026, 11, 2, 2, tzinfo=UTC),
+        time_to=datetime(2026, 11, 2, 4, tzinfo=UTC),
+    )
+    assert [f.item.id for f in feed.items] == ["2", "3"]
+    assert feed.filtered == 4
