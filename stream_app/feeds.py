@@ -119,11 +119,11 @@ def _read_jsonl(path: Path) -> Iterator[FeedRow | BadRow]:
             try:
                 data = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                yield BadRow(n, "bad_json", str(exc))
+                yield BadRow(n, "invalid_json", str(exc))
                 continue
             if not isinstance(data, dict):
                 yield BadRow(
-                    n, "not_an_object", f"expected a JSON object, got {type(data).__name__}"
+                    n, "not_object", f"expected a JSON object, got {type(data).__name__}"
                 )
                 continue
             yield _split_truth(n, data)

@@ -116,6 +116,7 @@ class CachingPredictor:
 
     ``model_version`` must be known up front (from the model manifest) so a warm run never
     needs the model; ``load`` builds the real predictor the first time a text misses.
+    ``namespace`` (default: the model version) is the cache key's first part.
     """
 
     def __init__(
@@ -123,9 +124,13 @@ class CachingPredictor:
         cache: PredictionCache,
         model_version: str,
         load: Callable[[], Predictor],
+        *,
+        namespace: str | None = None,
     ) -> None:
         self.cache = cache
         self.model_version = model_version
+        # Predictions of one model can differ by device/quantisation: keep those apart.
+        self.namespace = namespace or model_version
         self._load = load
         self._inner: Predictor | None = None
         self.hits = 0
@@ -144,13 +149,13 @@ class CachingPredictor:
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         keys = [text_key(t) for t in texts]
-        found = self.cache.get_many(self.model_version, keys)
+        found = self.cache.get_many(self.namespace, keys)
         missing = [k for k in dict.fromkeys(keys) if k not in found]
         if missing:
             first_text = {k: t for k, t in zip(keys, texts, strict=True) if k not in found}
             fresh = self.inner.predict([first_text[k] for k in missing])
             computed = {k: p.to_dict() for k, p in zip(missing, fresh, strict=True)}
-            self.cache.put_many(self.model_version, computed)
+            self.cache.put_many(self.namespace, computed)
             found.update(computed)
         missed = set(missing)
         n_missed = sum(1 for k in keys if k in missed)

@@ -23,9 +23,9 @@ def test_jsonl_bad_rows_carry_line_numbers(tmp_path: Path) -> None:
     rows = list(read_rows(path))
     assert [type(r) for r in rows] == [FeedRow, BadRow, BadRow, FeedRow]
     assert isinstance(rows[1], BadRow)
-    assert (rows[1].line, rows[1].reason) == (2, "bad_json")
+    assert (rows[1].line, rows[1].reason) == (2, "invalid_json")
     assert isinstance(rows[2], BadRow)
-    assert (rows[2].line, rows[2].reason) == (4, "not_an_object")
+    assert (rows[2].line, rows[2].reason) == (4, "not_object")
     last = rows[3]
     assert isinstance(last, FeedRow)
     assert (last.line, last.event_id) == (5, "ev1")
@@ -113,9 +113,9 @@ def test_load_feed_validates_like_the_worker_and_sorts(tmp_path: Path) -> None:
     assert [(b.line, b.reason) for b in feed.bad] == [
         (3, "missing_field"),
         (4, "bad_timestamp"),
-        (5, "bad_json"),
+        (5, "invalid_json"),
     ]
-    assert feed.skipped_by_reason == {"bad_json": 1, "bad_timestamp": 1, "missing_field": 1}
+    assert feed.skipped_by_reason == {"invalid_json": 1, "bad_timestamp": 1, "missing_field": 1}
     assert b"event_id" not in feed.items[0].raw
 
 

@@ -98,7 +98,7 @@ def test_replay_file_in_event_time_order_with_event_timestamps(
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "replayed 5 records" in out
-    assert "bad_json 1" in out
+    assert "invalid_json 1" in out
 
     got = asyncio.run(_consume(broker, topic, 5))
     expected = sorted((r for r in rows if r["published_at"] < "2026-11-02T10:09"),
