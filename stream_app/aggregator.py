@@ -256,6 +256,7 @@ class Aggregator:
             baseline=baseline,
             detector=det,
             firing_alert=snap.firing_alert if det.status == "firing" else None,
+            was_firing=snap.firing_alert is not None,
             bucket_deltas=deltas,
             seen=seen,
             evidence=evidence,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from stream_app.config import DetectorSettings
@@ -88,7 +88,17 @@ class DetectorState:
     peak_score: float = 0.0
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        return json.dumps(
+            {
+                "status": self.status,
+                "episode": self.episode,
+                "episode_start_ms": self.episode_start_ms,
+                "cooldown_until_ms": self.cooldown_until_ms,
+                "last_change_ms": self.last_change_ms,
+                "peak_score": self.peak_score,
+            },
+            separators=(",", ":"),
+        )
 
     @classmethod
     def from_json(cls, text: str | bytes | None) -> DetectorState:

@@ -102,6 +102,7 @@ class EntityCommit:
     baseline: Counts
     detector: DetectorState
     firing_alert: str | None
+    was_firing: bool  # the snapshot had a firing alert (index maintenance)
     bucket_deltas: dict[int, Counts]
     seen: dict[str, int]
     evidence: dict[int, list[EvidenceItem]]  # per bucket, already this batch's top-k

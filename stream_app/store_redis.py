@@ -128,7 +128,8 @@ class RedisWindowStore:
             pipe = self.client.pipeline(transaction=False)
             for req in requests:
                 keys = self.keys(req.entity)[:3]
-                await self._read(keys=keys, args=[req.max_event_ms, *params, *req.ids], client=pipe)
+                ids = json.dumps(list(req.ids), ensure_ascii=False)
+                await self._read(keys=keys, args=[req.max_event_ms, *params, ids], client=pipe)
             return await pipe.execute()
 
         replies = await self._retry("read", run)
@@ -196,17 +197,16 @@ class RedisWindowStore:
             c.seen_cutoff_ms,
             ttl,
             c.evidence_size,
-            len(c.bucket_deltas),
+            json.dumps(
+                {
+                    "b": [[b, d.encode()] for b, d in c.bucket_deltas.items()],
+                    "s": list(c.seen.items()),
+                    "e": [[b, [it.to_wire() for it in v]] for b, v in c.evidence.items()],
+                },
+                ensure_ascii=False,
+                separators=(",", ":"),
+            ),
         ]
-        for b, d in c.bucket_deltas.items():
-            args += (b, d.encode())
-        args.append(len(c.seen))
-        for i, t in c.seen.items():
-            args += (i, t)
-        args.append(len(c.evidence))
-        for b, items in c.evidence.items():
-            wire = [it.to_wire() for it in items]
-            args += (b, json.dumps(wire, ensure_ascii=False, separators=(",", ":")))
         return args
 
     async def commit(self, commits: Sequence[EntityCommit]) -> list[str]:
@@ -218,14 +218,16 @@ class RedisWindowStore:
             pipe = self.client.pipeline(transaction=False)
             for c, keys, args in prepared:
                 await self._commit(keys=keys, args=args, client=pipe)
-                if c.firing_alert is not None:
-                    pipe.sadd(self.firing_key, c.entity)
-                else:
-                    pipe.srem(self.firing_key, c.entity)
+            for c, _, _ in prepared:  # the index only changes when firing starts or ends
+                if (c.firing_alert is not None) != c.was_firing:
+                    if c.firing_alert is not None:
+                        pipe.sadd(self.firing_key, c.entity)
+                    else:
+                        pipe.srem(self.firing_key, c.entity)
             return await pipe.execute()
 
         replies = await self._retry("commit", run)
-        pairs = zip(prepared, replies[::2], strict=True)
+        pairs = zip(prepared, replies[: len(prepared)], strict=True)
         return [c.entity for (c, _, _), ok in pairs if not int(ok)]
 
     async def entity_view(self, entity: str) -> EntityView | None:

@@ -3,8 +3,8 @@
 -- ARGV: 1 expected version, 2 token, 3 clock ('' = none), 4 window, 5 baseline,
 --       6 detector json, 7 firing alert json ('' = none), 8 late +, 9 duplicates +,
 --       10 first kept bucket, 11 first evidence bucket, 12 seen cutoff ms, 13 ttl s,
---       14 evidence size, then: n, n x (bucket, delta counts), m, m x (id, event ms),
---       e, e x (bucket, evidence json [[neg_micros, id, headline], ...])
+--       14 evidence size, 15 JSON {"b": [[bucket, "delta counts"], ...],
+--       "s": [[id, event ms], ...], "e": [[bucket, [[neg_micros, id, headline], ...]], ...]}
 -- Returns 1 when applied (or already applied with this token), 0 on a version conflict.
 local s, bk, seenk, ek = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ver = tonumber(redis.call('HGET', s, 'ver') or '0')
@@ -46,22 +46,22 @@ local function lower(lofield, b)
   if not lo or b < lo then redis.call('HSET', s, lofield, string.format('%d', b)) end
 end
 
-local pos = 15
-local n = tonumber(ARGV[pos]); pos = pos + 1
+local change = cjson.decode(ARGV[15])
 local minb = nil
-for _ = 1, n do
-  local b, d = ARGV[pos], ARGV[pos + 1]
-  pos = pos + 2
-  redis.call('HSET', bk, b, add4(redis.call('HGET', bk, b), d))
-  local nb = tonumber(b)
-  if not minb or nb < minb then minb = nb end
+for _, bd in ipairs(change.b) do
+  local b = string.format('%d', bd[1])
+  redis.call('HSET', bk, b, add4(redis.call('HGET', bk, b), bd[2]))
+  if not minb or bd[1] < minb then minb = bd[1] end
 end
 if minb then lower('blo', minb) end
 
-local m = tonumber(ARGV[pos]); pos = pos + 1
-for _ = 1, m do
-  redis.call('ZADD', seenk, ARGV[pos + 1], ARGV[pos])
-  pos = pos + 2
+for i = 1, #change.s, 200 do
+  local zargs = {}
+  for j = i, math.min(i + 199, #change.s) do
+    zargs[#zargs + 1] = string.format('%d', change.s[j][2])
+    zargs[#zargs + 1] = change.s[j][1]
+  end
+  redis.call('ZADD', seenk, unpack(zargs))
 end
 redis.call('ZREMRANGEBYSCORE', seenk, '-inf', '(' .. ARGV[12])
 
@@ -70,18 +70,16 @@ local function before(x, y)
   if x[1] ~= y[1] then return x[1] > y[1] end
   return x[2] < y[2]
 end
-local e = tonumber(ARGV[pos]); pos = pos + 1
-for _ = 1, e do
-  local b, add = ARGV[pos], cjson.decode(ARGV[pos + 1])
-  pos = pos + 2
+for _, be in ipairs(change.e) do
+  local b = string.format('%d', be[1])
   local cur = redis.call('HGET', ek, b)
   local items = cur and cjson.decode(cur) or {}
-  for _, it in ipairs(add) do items[#items + 1] = it end
+  for _, it in ipairs(be[2]) do items[#items + 1] = it end
   table.sort(items, before)
   local top = {}
   for i = 1, math.min(k, #items) do top[i] = items[i] end
   redis.call('HSET', ek, b, cjson.encode(top))
-  lower('elo', tonumber(b))
+  lower('elo', be[1])
 end
 
 prune(bk, 'blo', tonumber(ARGV[10]))

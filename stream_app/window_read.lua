@@ -1,7 +1,7 @@
 -- finpulse window store: read one entity's snapshot (read-only).
 -- KEYS: 1 state hash, 2 bucket hash, 3 seen-id zset (all in the entity's hash-tag slot)
 -- ARGV: 1 max event ms of the batch, 2 bucket ms, 3 window buckets, 4 baseline buckets,
---       5.. event ids to look up
+--       5 JSON array of the event ids to look up
 -- Returns {state fields, {bucket, counts, ...}, {id, event ms, ...}}; the bucket list
 -- holds the transition buckets of windows.WindowGeometry.transition_ranges.
 local st = redis.call('HMGET', KEYS[1], 'ver', 'clock', 'win', 'base', 'det', 'alert')
@@ -33,9 +33,10 @@ if st[2] then
   end
 end
 local seen = {}
-for i = 5, #ARGV, 500 do
+local ids = cjson.decode(ARGV[5])
+for i = 1, #ids, 500 do
   local chunk = {}
-  for j = i, math.min(i + 499, #ARGV) do chunk[#chunk + 1] = ARGV[j] end
+  for j = i, math.min(i + 499, #ids) do chunk[#chunk + 1] = ids[j] end
   local scores = redis.call('ZMSCORE', KEYS[3], unpack(chunk))
   for j = 1, #chunk do
     if scores[j] then

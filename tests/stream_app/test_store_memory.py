@@ -29,6 +29,7 @@ def _commit(version: int, token: str, clock: int, deltas: dict[int, Counts]) -> 
         baseline=Counts(),
         detector=DetectorState(),
         firing_alert=None,
+        was_firing=False,
         bucket_deltas=deltas,
         seen={f"id{clock}": clock},
         evidence={G.bucket(clock): [EvidenceItem(-900_000, "a", "h"), EvidenceItem(-1, "b", "h")]},

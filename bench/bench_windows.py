@@ -1,0 +1,133 @@
+"""Entity-events/s through Aggregator + RedisWindowStore from one process.
+
+Starts a local redis-server (stream_app.embedded) unless --redis-url is given, generates
+a realistic entity mix (500 tickers with a skewed popularity, 20 topics, market; 1-2
+tickers per news item, so ~3.3 entity events per item), and pushes it through the
+aggregator in batches of N news items. Event generation is not timed. Prints one
+Markdown table row per batch size. Target: >= 50,000 entity-events/s.
+
+    python bench/bench_windows.py --news 20000 --batch-news 64 1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import random
+import shlex
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from tqdm import tqdm
+
+from models.labels import TOPIC_LABELS, topic_slug
+from stream_app.aggregator import Aggregator, BatchOutcome
+from stream_app.config import Settings
+from stream_app.embedded import start_redis
+from stream_app.schemas import EntityEvent
+from stream_app.store_redis import RedisWindowStore
+
+T0 = 1_790_000_000_000
+
+
+def make_news_events(n_news: int, seed: int = 0) -> list[list[EntityEvent]]:
+    rng = random.Random(seed)
+    tickers = [f"T{i:03d}" for i in range(500)]
+    weights = [1 / (i + 1) for i in range(500)]  # Zipf-like popularity
+    topics = [topic_slug(t) for t in TOPIC_LABELS]
+    out: list[list[EntityEvent]] = []
+    t = T0
+    for i in range(n_news):
+        t += rng.randint(0, 400)  # ~5 news per second of event time
+        syms = set(rng.choices(tickers, weights, k=rng.choice([1, 1, 2, 3])))
+        ents = [f"ticker:{s}" for s in sorted(syms)] + [f"topic:{rng.choice(topics)}", "market"]
+        neg = rng.random() < 0.15
+        sent = "negative" if neg else rng.choice(["neutral", "positive"])
+        p = rng.uniform(0.5, 1) if neg else rng.uniform(0, 0.4)
+        out.append(
+            [
+                EntityEvent(
+                    entity=e,
+                    id=f"n{i}",
+                    event_time_ms=t,
+                    sentiment=sent,  # type: ignore[arg-type]
+                    negative_prob=p,
+                    headline=f"headline number {i} about {e}",
+                    model_version="bench",
+                )
+                for e in ents
+            ]
+        )
+    return out
+
+
+async def run(
+    url: str, news: list[list[EntityEvent]], batch_news: int, prefix: str
+) -> tuple[int, float, int]:
+    settings = Settings()
+    client = aioredis.Redis.from_url(url)
+    store = RedisWindowStore(client, prefix, retention_seconds=settings.window.retention_seconds)
+    agg = Aggregator(store, settings.window, settings.detector)
+    alerts = 0
+
+    async def emit(o: BatchOutcome) -> None:
+        nonlocal alerts
+        alerts += len(o.alerts)
+
+    batches = [
+        [e for item in news[i : i + batch_news] for e in item]
+        for i in range(0, len(news), batch_news)
+    ]
+    total = sum(len(b) for b in batches)
+    start = time.perf_counter()
+    with tqdm(total=total, unit="ev", desc=f"batch={batch_news} news", file=sys.stderr) as bar:
+        for b in batches:
+            await agg.process(b, emit)
+            bar.update(len(b))
+    elapsed = time.perf_counter() - start
+    await store.close()
+    return total, elapsed, alerts
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--news", type=int, default=20_000)
+    ap.add_argument("--batch-news", type=int, nargs="+", default=[64, 1024])
+    ap.add_argument("--redis-url", default=None, help="default: start a local redis-server")
+    args = ap.parse_args()
+    news = make_news_events(args.news)
+    svc = None
+    url = args.redis_url
+    if url is None:
+        svc = start_redis(Path(tempfile.mkdtemp(prefix="finpulse-bench-redis-")))
+        url = svc.url
+    try:
+        rows = []
+        for bn in args.batch_news:
+            total, secs, alerts = asyncio.run(run(url, news, bn, f"bench{bn}-{time.time_ns()}"))
+            rows.append((bn, total, secs, alerts))
+    finally:
+        if svc is not None:
+            svc.stop()
+    machine = f"{platform.machine()} {platform.processor() or ''} python{platform.python_version()}"
+    cmd = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    print(
+        "| date | machine | command | batch (news / ~events) | entity events | events/s | alerts |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for bn, total, secs, alerts in rows:
+        per = total / max(1, len(range(0, args.news, bn)))
+        print(
+            f"| {datetime.now(UTC):%Y-%m-%d} | {machine.strip()} | `{cmd}` | {bn} / {per:.0f} "
+            f"| {total} | {total / secs:,.0f} | {alerts} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
