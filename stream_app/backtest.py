@@ -122,6 +122,7 @@ class BacktestRun:
     buckets: dict[str, dict[int, Counts]] = field(default_factory=dict)
     model_version: str | None = None
     seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)  # first predictor failure details
 
 
 def _count_buckets(run: BacktestRun, events: Sequence[EntityEvent], bucket_ms: int) -> None:
@@ -170,6 +171,8 @@ async def _run(
             scored = list(result.scored)
             run.scored += len(scored)
             run.dead_lettered["predictor_failure"] += len(result.failed)
+            for entry in result.failed[: max(0, 5 - len(run.failures))]:
+                run.failures.append(entry[1])
             if scored and run.model_version is None:
                 run.model_version = scored[0].model_version
             events = list(to_entity_events(scored))
@@ -221,6 +224,7 @@ def _summary(
         "bad_rows": [
             {"line": b.line, "reason": b.reason, "detail": b.detail} for b in feed.bad[:100]
         ],
+        "predictor_failures": run.failures,
         "entity_events_applied": run.applied,
         "duplicates": run.duplicates,
         "late_events": run.late,

@@ -106,9 +106,9 @@ def _register_replay(subparsers: Any) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from stream_app import replay
+    from stream_app.replay import main
 
-    return replay.main(args)
+    return main(args)
 
 
 def _register_backtest(subparsers: Any) -> None:
@@ -150,8 +150,8 @@ def _register_backtest(subparsers: Any) -> None:
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    from stream_app import backtest
+    from stream_app.backtest import main
 
-    summary = backtest.main(args)
+    summary = main(args)
     print(json.dumps(summary, indent=2, default=str))
     return 0

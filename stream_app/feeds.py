@@ -122,9 +122,7 @@ def _read_jsonl(path: Path) -> Iterator[FeedRow | BadRow]:
                 yield BadRow(n, "invalid_json", str(exc))
                 continue
             if not isinstance(data, dict):
-                yield BadRow(
-                    n, "not_object", f"expected a JSON object, got {type(data).__name__}"
-                )
+                yield BadRow(n, "not_object", f"expected a JSON object, got {type(data).__name__}")
                 continue
             yield _split_truth(n, data)
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,9 +54,11 @@ class PredictionCache:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path))
+            # The backtest predicts in a worker thread; calls are serialised by _lock.
+            self._db = sqlite3.connect(str(path), check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
@@ -68,6 +71,10 @@ class PredictionCache:
         return cls((cache_dir or default_cache_dir()) / "predictions.sqlite3")
 
     def get_many(self, model_version: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return self._get_many(model_version, keys)
+
+    def _get_many(self, model_version: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         unique = list(dict.fromkeys(keys))
         for i in range(0, len(unique), _CHUNK):
@@ -83,11 +90,10 @@ class PredictionCache:
         return found
 
     def put_many(self, model_version: str, values: dict[str, dict[str, Any]]) -> None:
-        self._db.executemany(
-            "INSERT OR REPLACE INTO predictions VALUES (?, ?, ?)",
-            [(model_version, k, json.dumps(v, separators=(",", ":"))) for k, v in values.items()],
-        )
-        self._db.commit()
+        rows = [(model_version, k, json.dumps(v, separators=(",", ":"))) for k, v in values.items()]
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?)", rows)
+            self._db.commit()
 
     def count(self, model_version: str | None = None) -> int:
         if model_version is None:
