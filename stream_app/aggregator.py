@@ -23,6 +23,7 @@ stores forget exactly those ids, so the rule holds across batch boundaries.
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -110,10 +111,18 @@ class _Run:
     entity: str
     commit: EntityCommit
     fired: list[_Fired]
-    items: list[tuple[int, int, EvidenceItem]]  # (arrival index, bucket, item)
+    items: list[tuple[int, int, int, EntityEvent]]  # (arrival index, bucket, neg micros, ev)
     late: list[tuple[int, EntityEvent]]
     duplicates: int
     applied: int
+
+
+def _rank(x: tuple[int, int, int, EntityEvent]) -> tuple[int, str]:
+    return -x[2], x[3].id  # EvidenceItem order: most negative first, then id
+
+
+def _evidence(x: tuple[int, int, int, EntityEvent]) -> EvidenceItem:
+    return EvidenceItem(-x[2], x[3].id, x[3].headline[:EVIDENCE_HEADLINE_CHARS])
 
 
 class Aggregator:
@@ -199,9 +208,12 @@ class Aggregator:
         seen_before = snap.seen
         seen: dict[str, int] = {}
         fired: list[_Fired] = []
-        items: list[tuple[int, int, EvidenceItem]] = []
+        items: list[tuple[int, int, int, EntityEvent]] = []  # (index, bucket, neg micros, ev)
         late: list[tuple[int, EntityEvent]] = []
         duplicates = 0
+
+        bms, wb, bb = g.bucket_ms, g.window_buckets, g.baseline_buckets
+        min_neg = cfg.min_negative_count
 
         def full(b: int) -> Counts:
             return stored.get(b, _ZERO) + deltas.get(b, _ZERO)
@@ -229,23 +241,30 @@ class Aggregator:
                 deltas[b] = c.copy()
             else:
                 d.add(c)
-            place = g.place(b, clock)
-            if place == "window":
+            cb = clock // bms
+            if b > cb - wb:
                 window.add(c)
-            elif place == "baseline":
+            elif b > cb - bb:
                 baseline.add(c)
             seen[ev.id] = t
-            item = EvidenceItem(-c.neg_prob_micros, ev.id, ev.headline[:EVIDENCE_HEADLINE_CHARS])
-            items.append((idx, b, item))
+            items.append((idx, b, c.neg_prob_micros, ev))
+            # evaluate() would return (det, None) here; skip it (hot path)
+            if det.status == "idle" and window.neg < min_neg:
+                continue
+            if det.status == "cooldown" and clock < (det.cooldown_until_ms or 0):
+                continue
             det, tr = evaluate(det, window, baseline, clock, cfg)
             if tr is not None:
                 fired.append(_Fired(idx, tr, ev, clock))
 
-        by_bucket: dict[int, list[EvidenceItem]] = {}
-        for _, b, item in items:
-            by_bucket.setdefault(b, []).append(item)
+        by_bucket: dict[int, list[tuple[int, int, int, EntityEvent]]] = {}
+        for x in items:
+            by_bucket.setdefault(x[1], []).append(x)
         k = cfg.evidence_size
-        evidence = {b: top_evidence(v, k) for b, v in by_bucket.items()}
+        evidence = {
+            b: [_evidence(x) for x in heapq.nsmallest(k, v, key=_rank)]
+            for b, v in by_bucket.items()
+        }
         token_src = "\x1f".join([snap.entity, str(snap.version), *(ev.id for _, ev in events)])
         commit = EntityCommit(
             entity=snap.entity,
@@ -294,7 +313,7 @@ class Aggregator:
         g, t = self.geometry, f.transition
         wr = g.window_range(f.clock_ms)
         cands = [it for b in wr for it in stored.get(b, ())]
-        cands += [it for i, b, it in r.items if i <= f.index and b in wr]
+        cands += [_evidence(x) for x in r.items if x[0] <= f.index and x[1] in wr]
         evidence = [
             Evidence(id=it.id, headline=it.headline, negative_prob=it.negative_prob)
             for it in top_evidence(cands, self.cfg.evidence_size)

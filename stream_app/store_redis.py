@@ -128,8 +128,8 @@ class RedisWindowStore:
             pipe = self.client.pipeline(transaction=False)
             for req in requests:
                 keys = self.keys(req.entity)[:3]
-                ids = json.dumps(list(req.ids), ensure_ascii=False)
-                await self._read(keys=keys, args=[req.max_event_ms, *params, ids], client=pipe)
+                arg = json.dumps([req.max_event_ms, *params, list(req.ids)], ensure_ascii=False)
+                await self._read(keys=keys, args=[arg], client=pipe)
             return await pipe.execute()
 
         replies = await self._retry("read", run)
@@ -137,8 +137,11 @@ class RedisWindowStore:
         return {req.entity: self._snapshot(req.entity, r) for req, r in pairs}
 
     @staticmethod
-    def _snapshot(entity: str, reply: list[Any]) -> EntitySnapshot:
-        (ver, clock, win, base, det, alert), flat_buckets, flat_seen = reply
+    def _snapshot(entity: str, reply: bytes) -> EntitySnapshot:
+        state, flat_buckets, flat_seen = json.loads(reply)
+        # cjson: missing hash fields are false, empty arrays are encoded as {}
+        ver, clock, win, base, det, alert = (v or None for v in state)
+        flat_buckets, flat_seen = flat_buckets or [], flat_seen or []
         buckets = {
             int(flat_buckets[i]): Counts.decode(flat_buckets[i + 1])
             for i in range(0, len(flat_buckets), 2)
@@ -154,7 +157,7 @@ class RedisWindowStore:
             window=Counts.decode(win),
             baseline=Counts.decode(base),
             detector=DetectorState.from_json(det),
-            firing_alert=_s(alert),
+            firing_alert=alert,
             buckets=buckets,
             seen=seen,
         )
@@ -181,33 +184,27 @@ class RedisWindowStore:
         return out
 
     @staticmethod
-    def _commit_args(c: EntityCommit, ttl: int) -> list[Any]:
-        args: list[Any] = [
-            c.expected_version,
-            c.token,
-            "" if c.clock_ms is None else c.clock_ms,
-            c.window.encode(),
-            c.baseline.encode(),
-            c.detector.to_json(),
-            c.firing_alert or "",
-            c.late,
-            c.duplicates,
-            c.first_kept_bucket,
-            c.first_evidence_bucket,
-            c.seen_cutoff_ms,
-            ttl,
-            c.evidence_size,
-            json.dumps(
-                {
-                    "b": [[b, d.encode()] for b, d in c.bucket_deltas.items()],
-                    "s": list(c.seen.items()),
-                    "e": [[b, [it.to_wire() for it in v]] for b, v in c.evidence.items()],
-                },
-                ensure_ascii=False,
-                separators=(",", ":"),
-            ),
-        ]
-        return args
+    def _commit_args(c: EntityCommit, ttl: int) -> list[str]:
+        change = {
+            "ver": c.expected_version,
+            "tok": c.token,
+            "clock": -1 if c.clock_ms is None else c.clock_ms,
+            "win": c.window.encode(),
+            "base": c.baseline.encode(),
+            "det": c.detector.to_json(),
+            "alert": c.firing_alert or "",
+            "late": c.late,
+            "dup": c.duplicates,
+            "keep": c.first_kept_bucket,
+            "ekeep": c.first_evidence_bucket,
+            "cut": c.seen_cutoff_ms,
+            "ttl": ttl,
+            "k": c.evidence_size,
+            "b": [[b, d.encode()] for b, d in c.bucket_deltas.items()],
+            "s": list(c.seen.items()),
+            "e": [[b, [it.to_wire() for it in v]] for b, v in c.evidence.items()],
+        }
+        return [json.dumps(change, ensure_ascii=False, separators=(",", ":"))]
 
     async def commit(self, commits: Sequence[EntityCommit]) -> list[str]:
         prepared = [
@@ -216,7 +213,7 @@ class RedisWindowStore:
 
         async def run() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
-            for c, keys, args in prepared:
+            for _c, keys, args in prepared:
                 await self._commit(keys=keys, args=args, client=pipe)
             for c, _, _ in prepared:  # the index only changes when firing starts or ends
                 if (c.firing_alert is not None) != c.was_firing:

@@ -1,16 +1,17 @@
 -- finpulse window store: commit one entity's change set (compare-and-set on 'ver').
 -- KEYS: 1 state hash, 2 bucket hash, 3 seen-id zset, 4 evidence hash (one hash-tag slot)
--- ARGV: 1 expected version, 2 token, 3 clock ('' = none), 4 window, 5 baseline,
---       6 detector json, 7 firing alert json ('' = none), 8 late +, 9 duplicates +,
---       10 first kept bucket, 11 first evidence bucket, 12 seen cutoff ms, 13 ttl s,
---       14 evidence size, 15 JSON {"b": [[bucket, "delta counts"], ...],
---       "s": [[id, event ms], ...], "e": [[bucket, [[neg_micros, id, headline], ...]], ...]}
+-- ARGV[1]: JSON {ver: expected version, tok: token, clock: ms or -1, win, base: counts,
+--   det: detector json, alert: firing alert json or "", late, dup: counter increments,
+--   keep: first kept bucket, ekeep: first evidence bucket, cut: seen cutoff ms, ttl: s,
+--   k: evidence size, b: [[bucket, "delta counts"], ...], s: [[id, event ms], ...],
+--   e: [[bucket, [[neg_micros, id, headline], ...]], ...]}
 -- Returns 1 when applied (or already applied with this token), 0 on a version conflict.
 local s, bk, seenk, ek = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local change = cjson.decode(ARGV[1])
 local ver = tonumber(redis.call('HGET', s, 'ver') or '0')
-local expected = tonumber(ARGV[1])
+local expected = change.ver
 if ver ~= expected then
-  if ver == expected + 1 and redis.call('HGET', s, 'tok') == ARGV[2] then return 1 end
+  if ver == expected + 1 and redis.call('HGET', s, 'tok') == change.tok then return 1 end
   return 0
 end
 
@@ -46,7 +47,6 @@ local function lower(lofield, b)
   if not lo or b < lo then redis.call('HSET', s, lofield, string.format('%d', b)) end
 end
 
-local change = cjson.decode(ARGV[15])
 local minb = nil
 for _, bd in ipairs(change.b) do
   local b = string.format('%d', bd[1])
@@ -63,9 +63,9 @@ for i = 1, #change.s, 200 do
   end
   redis.call('ZADD', seenk, unpack(zargs))
 end
-redis.call('ZREMRANGEBYSCORE', seenk, '-inf', '(' .. ARGV[12])
+redis.call('ZREMRANGEBYSCORE', seenk, '-inf', '(' .. string.format('%d', change.cut))
 
-local k = tonumber(ARGV[14])
+local k = change.k
 local function before(x, y)
   if x[1] ~= y[1] then return x[1] > y[1] end
   return x[2] < y[2]
@@ -82,15 +82,18 @@ for _, be in ipairs(change.e) do
   lower('elo', be[1])
 end
 
-prune(bk, 'blo', tonumber(ARGV[10]))
-prune(ek, 'elo', tonumber(ARGV[11]))
+prune(bk, 'blo', change.keep)
+prune(ek, 'elo', change.ekeep)
 
-redis.call('HSET', s, 'ver', ver + 1, 'tok', ARGV[2], 'win', ARGV[4], 'base', ARGV[5],
-  'det', ARGV[6])
-if ARGV[3] ~= '' then redis.call('HSET', s, 'clock', ARGV[3]) end
-if ARGV[7] ~= '' then redis.call('HSET', s, 'alert', ARGV[7]) else redis.call('HDEL', s, 'alert') end
-if ARGV[8] ~= '0' then redis.call('HINCRBY', s, 'late', ARGV[8]) end
-if ARGV[9] ~= '0' then redis.call('HINCRBY', s, 'dup', ARGV[9]) end
-local ttl = tonumber(ARGV[13])
-for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ttl) end
+redis.call('HSET', s, 'ver', string.format('%d', ver + 1), 'tok', change.tok,
+  'win', change.win, 'base', change.base, 'det', change.det)
+if change.clock >= 0 then redis.call('HSET', s, 'clock', string.format('%d', change.clock)) end
+if change.alert ~= '' then
+  redis.call('HSET', s, 'alert', change.alert)
+else
+  redis.call('HDEL', s, 'alert')
+end
+if change.late > 0 then redis.call('HINCRBY', s, 'late', change.late) end
+if change.dup > 0 then redis.call('HINCRBY', s, 'dup', change.dup) end
+for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, change.ttl) end
 return 1

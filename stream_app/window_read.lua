@@ -1,16 +1,18 @@
 -- finpulse window store: read one entity's snapshot (read-only).
 -- KEYS: 1 state hash, 2 bucket hash, 3 seen-id zset (all in the entity's hash-tag slot)
--- ARGV: 1 max event ms of the batch, 2 bucket ms, 3 window buckets, 4 baseline buckets,
---       5 JSON array of the event ids to look up
--- Returns {state fields, {bucket, counts, ...}, {id, event ms, ...}}; the bucket list
--- holds the transition buckets of windows.WindowGeometry.transition_ranges.
+-- ARGV[1]: JSON [max event ms of the batch, bucket ms, window buckets, baseline buckets,
+--          [event ids to look up]]
+-- Returns JSON [state fields, [bucket, counts, ...], [id, event ms, ...]] (one bulk
+-- string: far cheaper to parse client-side than nested replies); the bucket list holds
+-- the transition buckets of windows.WindowGeometry.transition_ranges.
+local a = cjson.decode(ARGV[1])
 local st = redis.call('HMGET', KEYS[1], 'ver', 'clock', 'win', 'base', 'det', 'alert')
 local buckets = {}
 if st[2] then
-  local bms, wb, bb = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+  local bms, wb, bb = a[2], a[3], a[4]
   local clock = tonumber(st[2])
   local b1 = math.floor(clock / bms)
-  local b2 = math.floor(math.max(tonumber(ARGV[1]), clock) / bms)
+  local b2 = math.floor(math.max(a[1], clock) / bms)
   local top = math.min(b2, b1 + bb)
   if top > b1 then
     local lo1, hi1 = b1 - wb + 1, top - wb
@@ -33,7 +35,7 @@ if st[2] then
   end
 end
 local seen = {}
-local ids = cjson.decode(ARGV[5])
+local ids = a[5]
 for i = 1, #ids, 500 do
   local chunk = {}
   for j = i, math.min(i + 499, #ids) do chunk[#chunk + 1] = ids[j] end
@@ -45,4 +47,4 @@ for i = 1, #ids, 500 do
     end
   end
 end
-return {st, buckets, seen}
+return cjson.encode({st, buckets, seen})
