@@ -14,17 +14,18 @@ from training.metrics import ClassificationReport
 __all__ = ["format_report", "plot_confusion", "write_report"]
 
 
-def _summary_row(name: str, rep: ClassificationReport) -> str:
-    return f"  {name:<28} {rep.accuracy:>8.4f} {rep.macro_f1:>9.4f} {rep.weighted_f1:>11.4f}"
+def _summary_row(name: str, rep: ClassificationReport, width: int) -> str:
+    return f"  {name:<{width}} {rep.accuracy:>8.4f} {rep.macro_f1:>9.4f} {rep.weighted_f1:>11.4f}"
 
 
 def _format_head(h: HeadEvaluation) -> list[str]:
+    name_width = max(len(name) for name in ["system", *h.baselines])
     lines = [
         f"{h.head} head on {h.dataset} ({h.model.n} examples)",
-        f"  {'system':<28} {'accuracy':>8} {'macro-F1':>9} {'weighted-F1':>11}",
-        _summary_row("model", h.model),
+        f"  {'system':<{name_width}} {'accuracy':>8} {'macro-F1':>9} {'weighted-F1':>11}",
+        _summary_row("model", h.model, name_width),
     ]
-    lines += [_summary_row(name, rep) for name, rep in h.baselines.items()]
+    lines += [_summary_row(name, rep, name_width) for name, rep in h.baselines.items()]
     width = max(len(label) for label in h.model.labels)
     lines.append("")
     lines.append(f"  {'class':<{width}} {'precision':>9} {'recall':>7} {'F1':>7} {'support':>7}")

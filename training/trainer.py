@@ -35,6 +35,7 @@ from models.errors import FinpulseError
 from training.batching import class_weights, linear_warmup_decay, plan_epoch, steps_per_epoch
 from training.config import TrainConfig
 from training.data import DATA_DIR, Head, LabelledTexts, data_checksums, head_labels, load_split
+from training.early_stopping import BestTracker, EvalPoint
 from training.inference import autocast_for, encode, pad_batch, pick_device, predict_head
 from training.metrics import ClassificationReport, classification_report
 
@@ -44,19 +45,10 @@ if TYPE_CHECKING:
     from models.architecture import MultiTaskModel
     from models.checkpoint import Manifest
 
-__all__ = ["EvalPoint", "TrainResult", "train"]
+__all__ = ["TrainResult", "train"]
 
 log = logging.getLogger(__name__)
 HEADS: tuple[Head, Head] = ("sentiment", "topic")
-
-
-@dataclass(frozen=True)
-class EvalPoint:
-    step: int
-    epoch: float
-    sentiment_macro_f1: float
-    topic_macro_f1: float
-    score: float  # mean of the two macro-F1, the early-stopping criterion
 
 
 @dataclass
@@ -70,55 +62,6 @@ class TrainResult:
     step_losses: list[float] = field(default_factory=list)
     task_losses: dict[str, list[float]] = field(default_factory=dict)  # per micro-batch
     wall_seconds: float = 0.0
-
-
-@dataclass
-class _BestTracker:
-    """Early stopping on the mean validation macro-F1; keeps a CPU copy of the best weights."""
-
-    patience: int
-    history: list[EvalPoint] = field(default_factory=list)
-    _point: EvalPoint | None = None
-    _state: dict[str, torch.Tensor] | None = None
-    _reports: dict[Head, ClassificationReport] | None = None
-    _stale: int = 0
-
-    def offer(
-        self,
-        step: int,
-        epoch: float,
-        reports: dict[Head, ClassificationReport],
-        model: torch.nn.Module,
-    ) -> bool:
-        """Record one evaluation; True when training should stop."""
-        sent, topic = reports["sentiment"], reports["topic"]
-        point = EvalPoint(
-            step, epoch, sent.macro_f1, topic.macro_f1, (sent.macro_f1 + topic.macro_f1) / 2
-        )
-        self.history.append(point)
-        log.info(
-            "step %d: sentiment macro-F1 %.4f (acc %.4f), topic macro-F1 %.4f (acc %.4f)",
-            step,
-            sent.macro_f1,
-            sent.accuracy,
-            topic.macro_f1,
-            topic.accuracy,
-        )
-        if self._point is None or point.score > self._point.score:
-            self._point, self._reports, self._stale = point, reports, 0
-            self._state = {
-                k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
-            }
-            return False
-        self._stale += 1
-        return self._stale >= self.patience
-
-    def best(
-        self,
-    ) -> tuple[EvalPoint, dict[str, torch.Tensor], dict[Head, ClassificationReport]]:
-        if self._point is None or self._state is None or self._reports is None:
-            raise RuntimeError("no evaluation has been recorded")
-        return self._point, self._state, self._reports
 
 
 @dataclass(frozen=True)
@@ -300,7 +243,7 @@ def train(
         " with LoRA" if cfg.lora else "",
     )
 
-    tracker = _BestTracker(patience=cfg.patience)
+    tracker = BestTracker(patience=cfg.patience)
     step_losses: list[float] = []
     task_losses: dict[str, list[float]] = {h: [] for h in HEADS}
     step = 0

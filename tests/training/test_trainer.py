@@ -13,8 +13,9 @@ import torch
 from models.checkpoint import load_model
 from training.config import TrainConfig, profile_config
 from training.data import Head
+from training.early_stopping import BestTracker
 from training.metrics import ClassificationReport, classification_report
-from training.trainer import _BestTracker, train
+from training.trainer import train
 
 
 def tiny_cfg(base: Path, **overrides: Any) -> TrainConfig:
@@ -65,7 +66,7 @@ def test_gradient_accumulation_counts_optimizer_steps(
 
 def test_best_tracker_keeps_best_weights_and_stops_after_patience() -> None:
     model = torch.nn.Linear(2, 2)
-    tracker = _BestTracker(patience=2)
+    tracker = BestTracker(patience=2)
 
     def reports(sent_ok: int) -> dict[Head, ClassificationReport]:
         sent = classification_report(
