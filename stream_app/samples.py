@@ -4,7 +4,8 @@ Texts are the vendored, labelled Twitter Financial News tweets, so a real model 
 language; only *when* they arrive and *which ticker* they name is synthetic. Arrivals
 follow a daily rhythm (busier during US market hours, quiet at night and at weekends, with
 random dead gaps), and negative bursts are injected for chosen tickers: Bearish texts whose
-cashtag is rewritten to the burst ticker. Every burst is written to a ground-truth side file
+cashtag is rewritten to the burst ticker, arriving front-loaded like breaking news (most
+items in the first minutes, then decaying). Every burst is written to a ground-truth side file
 (and each burst row carries its ``event_id``), so a backtest can score its alerts.
 
 Everything is derived from one ``random.Random(seed)``: the same arguments give the same
@@ -51,6 +52,7 @@ _BURST_SPEC = re.compile(r"^(?P<ticker>[A-Z]{1,6})@(?P<start>[^/]+)/(?P<minutes>
 # Share of background items re-pointed at a listed ticker, so listed tickers have a baseline.
 _LISTED_SHARE = 0.35
 _GAP_COUNT_PER_DAY = 3
+_BURST_DECAY = 6.0  # burst span / mean offset of a burst item
 _MAX_TICKERS = 8  # well under Settings.max_tickers, so no sample row is dead-lettered
 
 
@@ -143,6 +145,14 @@ def _arrival_times(rng: random.Random, start: datetime, hours: float, n: int) ->
     return sorted(start + timedelta(minutes=m, milliseconds=rng.randrange(60_000)) for m in picks)
 
 
+def _burst_offset(rng: random.Random, span_ms: int) -> int:
+    """Breaking news arrives front-loaded: exponential decay, mean a sixth of the span."""
+    while True:
+        off = int(rng.expovariate(_BURST_DECAY / span_ms))
+        if off < span_ms:
+            return off
+
+
 def _retarget(text: str, ticker: str) -> str:
     """The text about ``ticker``: its first cashtag replaced, or the cashtag prepended.
 
@@ -175,7 +185,7 @@ def _random_bursts(
         if not start <= when < start + timedelta(hours=hours) - timedelta(minutes=60):
             when = centre
         when = when.replace(second=0, microsecond=0)
-        out.append(BurstSpec(ticker, when, rng.randint(15, 30), rng.randint(20, 35)))
+        out.append(BurstSpec(ticker, when, rng.randint(15, 30), rng.randint(25, 40)))
     return sorted(out, key=lambda b: b.start)
 
 
@@ -216,7 +226,7 @@ def generate_feed(
     for i, burst in enumerate(specs, start=1):
         event_id = f"burst-{i}-{burst.ticker.lower()}"
         span_ms = burst.minutes * 60_000
-        offsets = sorted(rng.randrange(span_ms) for _ in range(burst.count))
+        offsets = sorted(_burst_offset(rng, span_ms) for _ in range(burst.count))
         for off in offsets:
             text = _retarget(rng.choice(bearish).text, burst.ticker)
             row = {"headline": text, "source": "sample", "label": BEARISH, "event_id": event_id}
