@@ -106,7 +106,8 @@ def _register_predict(subparsers: Any) -> None:
         "predict",
         help="score texts given as arguments or one per line on stdin",
         description="Sentiment and topic for each TEXT, or for each line of stdin when no "
-        "TEXT is given (streamed in chunks, output in input order).",
+        "TEXT is given (streamed in chunks, output in input order; a blank line is scored "
+        "as an empty text so output lines always match input lines).",
     )
     p.add_argument("--model", type=Path, required=True, metavar="DIR")
     p.add_argument("--json", action="store_true", help="one JSON object per input line")
