@@ -1,0 +1,213 @@
+"""A real ``finpulse worker`` subprocess and small Kafka/HTTP helpers for integration tests.
+
+The worker runs exactly as in production (``python -m finpulse worker`` with ``FINPULSE_*``
+env), isolated per test by unique topics, consumer group and Redis prefix. Fault tests
+can ``kill()`` and ``start()`` it again. Every wait polls a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stream_app.config import Settings
+from stream_app.embedded import Service, free_port
+
+
+def worker_env(
+    broker: Service,
+    redis: Service,
+    model_dir: Path,
+    unique: str,
+    **extra: str | int | float,
+) -> dict[str, str]:
+    """FINPULSE_* for an isolated worker; ``extra`` keys are Settings names (upper-cased)."""
+    env = {
+        "FINPULSE_APP_ID": f"t-{unique}",
+        "FINPULSE_BROKER": broker.url,
+        "FINPULSE_REDIS_URL": redis.url,
+        "FINPULSE_REDIS_KEY_PREFIX": f"t{unique}",
+        "FINPULSE_MODEL_DIR": str(model_dir),
+        "FINPULSE_WEB_PORT": str(free_port()),
+        "FINPULSE_TOPIC_NEWS": f"news-{unique}",
+        "FINPULSE_TOPIC_SCORED": f"scored-{unique}",
+        "FINPULSE_TOPIC_ALERTS": f"alerts-{unique}",
+        "FINPULSE_TOPIC_DEADLETTER": f"dead-{unique}",
+        "FINPULSE_TOPIC_ENTITY_EVENTS": f"entity-{unique}",
+        "FINPULSE_TOPIC_PARTITIONS": "2",
+        "FINPULSE_BROKER_REBALANCE_TIMEOUT": "3",
+        "FINPULSE_BROKER_SESSION_TIMEOUT": "4",
+        "FINPULSE_BATCH_SIZE": "32",
+        "FINPULSE_BATCH_MAX_WAIT": "0.2",
+        "FINPULSE_QUANTIZE": "off",
+        "FINPULSE_DEVICE": "cpu",
+    }
+    env.update({f"FINPULSE_{k.upper()}": str(v) for k, v in extra.items()})
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        keep = {k: v for k, v in os.environ.items() if not k.startswith("FINPULSE_")}
+        saved = dict(os.environ)
+        try:
+            os.environ.clear()
+            os.environ.update({**keep, **self.env})
+            return Settings()  # type: ignore[call-arg]
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['FINPULSE_WEB_PORT']}"
+
+    def start(self, timeout: float = 90.0) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FINPULSE_")}
+        env.update(self.env)
+        env["PYTHONUNBUFFERED"] = "1"
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "finpulse", "worker"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited {self.proc.returncode}:\n{self.log_tail()}")
+            status, _ = http_get(f"{self.base_url}/health")
+            if status == 200:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"worker not healthy in {timeout}s:\n{self.log_tail()}")
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def log_tail(self, chars: int = 6000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+def http_get(url: str, token: str | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url)
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, OSError):
+        return 0, b""
+
+
+def http_json(url: str, token: str | None = None) -> tuple[int, Any]:
+    status, body = http_get(url, token)
+    return status, json.loads(body) if body else None
+
+
+async def produce(
+    settings: Settings,
+    values: Sequence[bytes],
+    *,
+    keys: Sequence[bytes | None] | None = None,
+    timestamps_ms: Sequence[int | None] | None = None,
+) -> None:
+    """Publish in order and wait for every acknowledgement."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.broker.removeprefix("kafka://"), acks="all"
+    )
+    await producer.start()
+    try:
+        futures = []
+        for i, value in enumerate(values):
+            key = keys[i] if keys else None
+            ts = timestamps_ms[i] if timestamps_ms else None
+            futures.append(
+                await producer.send(settings.topic_news, value, key=key, timestamp_ms=ts)
+            )
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def collect(
+    settings: Settings,
+    topic: str,
+    until: Callable[[list[bytes]], bool],
+    *,
+    within: float = 90.0,
+    settle: float = 0.0,
+) -> list[bytes]:
+    """Values of ``topic`` from the beginning until ``until(values)`` holds (or ``within`` s).
+
+    ``settle`` keeps reading that long after the condition first held, so a test can
+    also see that nothing *extra* arrives.
+    """
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.broker.removeprefix("kafka://"),
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    values: list[bytes] = []
+    try:
+        deadline = time.monotonic() + within
+        settle_until: float | None = None
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=300)
+            for records in batch.values():
+                values += [r.value or b"" for r in records]
+            if settle_until is None and until(values):
+                settle_until = time.monotonic() + settle
+            if settle_until is not None and time.monotonic() >= settle_until:
+                return values
+    finally:
+        await consumer.stop()
+    return values
