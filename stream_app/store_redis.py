@@ -36,7 +36,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stream_app.config import Settings
@@ -68,7 +70,7 @@ def _s(v: bytes | str | None) -> str | None:
 class RedisWindowStore:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: aioredis.Redis | RedisCluster,
         prefix: str,
         *,
         retention_seconds: int,
@@ -80,12 +82,41 @@ class RedisWindowStore:
         self.retry_max_seconds = retry_max_seconds
         self._read = client.register_script(_lua("window_read.lua"))
         self._commit = client.register_script(_lua("window_commit.lua"))
+        self._cluster = isinstance(client, RedisCluster)
+        self._scripts_loaded = False
+
+    async def _script(self, pipe: Any, script: Any, keys: list[str], args: list[str]) -> None:
+        """Queue one script call. A cluster pipeline refuses ``evalsha()`` (redis-py), so the
+        command is queued raw; the scripts are loaded on every primary first."""
+        if self._cluster:
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        else:
+            await script(keys=keys, args=args, client=pipe)
+
+    async def _pipeline(self, queue: Callable[[Any], Awaitable[None]]) -> list[Any]:
+        """Build and run one non-transactional pipeline; on a cluster, reload scripts a
+        restarted or failed-over node forgot (NOSCRIPT) and run it once more."""
+        for attempt in (0, 1):
+            if self._cluster and not self._scripts_loaded:
+                for script in (self._read, self._commit):
+                    await self.client.script_load(script.script)
+                self._scripts_loaded = True
+            pipe = self.client.pipeline(transaction=False)
+            await queue(pipe)
+            try:
+                return list(await pipe.execute())
+            except NoScriptError:
+                if not self._cluster or attempt:
+                    raise
+                self._scripts_loaded = False
+        raise AssertionError("unreachable")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisWindowStore:
-        client = aioredis.Redis.from_url(
-            settings.redis_url.get_secret_value(), socket_timeout=10, socket_connect_timeout=5
-        )
+        """Single node or Redis Cluster (``FINPULSE_REDIS_CLUSTER``), AUTH and TLS from settings."""
+        from stream_app.redis_client import redis_client
+
+        client = redis_client(settings)
         return cls(
             client,
             settings.redis_key_prefix,
@@ -124,13 +155,14 @@ class RedisWindowStore:
         g = geometry
         params = (g.bucket_ms, g.window_buckets, g.baseline_buckets)
 
-        async def run() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
+        async def queue(pipe: Any) -> None:
             for req in requests:
                 keys = self.keys(req.entity)[:3]
                 arg = json.dumps([req.max_event_ms, *params, list(req.ids)], ensure_ascii=False)
-                await self._read(keys=keys, args=[arg], client=pipe)
-            return await pipe.execute()
+                await self._script(pipe, self._read, keys, [arg])
+
+        async def run() -> list[Any]:
+            return await self._pipeline(queue)
 
         replies = await self._retry("read", run)
         pairs = zip(requests, replies, strict=True)
@@ -211,17 +243,18 @@ class RedisWindowStore:
             (c, self.keys(c.entity), self._commit_args(c, self.ttl_seconds)) for c in commits
         ]
 
-        async def run() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
+        async def queue(pipe: Any) -> None:
             for _c, keys, args in prepared:
-                await self._commit(keys=keys, args=args, client=pipe)
+                await self._script(pipe, self._commit, keys, args)
             for c, _, _ in prepared:  # the index only changes when firing starts or ends
                 if (c.firing_alert is not None) != c.was_firing:
                     if c.firing_alert is not None:
                         pipe.sadd(self.firing_key, c.entity)
                     else:
                         pipe.srem(self.firing_key, c.entity)
-            return await pipe.execute()
+
+        async def run() -> list[Any]:
+            return await self._pipeline(queue)
 
         replies = await self._retry("commit", run)
         pairs = zip(prepared, replies[: len(prepared)], strict=True)
