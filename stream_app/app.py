@@ -138,6 +138,9 @@ def create_app(
 
     if predictor is None:
         predictor = load_worker_predictor(settings)
+    from stream_app.faults import wrap_from_env
+
+    predictor = wrap_from_env(predictor)  # no-op unless FINPULSE_FAULT_* is set (tests)
     if store is None:
         store = _redis_store(settings)
 
