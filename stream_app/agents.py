@@ -131,6 +131,16 @@ class ScoreStage:
             items.append(item)
         return items, origin, dead
 
+    @staticmethod
+    def _with_source(
+        events: Sequence[EntityEvent], items: Sequence[NewsItem], origin: dict[int, Record]
+    ) -> list[EntityEvent]:
+        """Entity events carry their news record's position, so a late one can be traced."""
+        where: dict[str, dict[str, Any]] = {}
+        for i, item in enumerate(items):
+            where.setdefault(item.id, origin[i].source)
+        return [e.model_copy(update=where.get(e.id, {})) for e in events]
+
     async def process(self, records: Sequence[Record]) -> tuple[int, int]:
         """Returns (scored, dead-lettered); their sum is ``len(records)``."""
         s = self._settings
@@ -153,7 +163,7 @@ class ScoreStage:
                         **rec.source,
                     )
                 )
-        events = self._to_entity_events(scored) if scored else []
+        events = self._with_source(self._to_entity_events(scored), items, origin) if scored else []
         messages: list[tuple[str, bytes | None, bytes]] = []
         messages += [(s.topic_scored, x.id.encode(), x.model_dump_json().encode()) for x in scored]
         messages += [
@@ -267,7 +277,7 @@ async def run_with_retry(
     The partition stalls meanwhile (its offsets are not acknowledged), which is visible
     as a degraded ``/health`` and a growing ``finpulse_consumer_lag``.
     """
-    delay = 0.2
+    delay = min(0.2, max_backoff)
     while True:
         try:
             result = await batch()
