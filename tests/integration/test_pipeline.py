@@ -135,6 +135,8 @@ async def test_scored_counts_match_redis_windows_and_web_api(start_worker: Any) 
     assert _metric(metrics, "finpulse_records_in_total") == n
     assert _metric(metrics, "finpulse_scored_total") == n
     assert _metric(metrics, "finpulse_inference_seconds_count") >= 1
+    assert _metric(metrics, "finpulse_publish_to_scored_seconds_count") == n
+    assert f'finpulse_consumer_lag{{partition="0",topic="{s.topic_news}"}}' in metrics
     assert TOKEN not in metrics
 
 
