@@ -218,6 +218,9 @@ class Aggregator:
         def full(b: int) -> Counts:
             return stored.get(b, _ZERO) + deltas.get(b, _ZERO)
 
+        def known() -> set[int]:
+            return stored.keys() | deltas.keys()
+
         for idx, ev in events:
             t = ev.event_time_ms
             prev = seen.get(ev.id)
@@ -232,7 +235,7 @@ class Aggregator:
             if clock is None:
                 clock = t
             elif t > clock:
-                g.slide(window, baseline, g.bucket(clock), g.bucket(t), full)
+                g.slide(window, baseline, g.bucket(clock), g.bucket(t), full, known)
                 clock = t
             c = Counts.of_event(ev.sentiment, ev.negative_prob)
             b = t // g.bucket_ms

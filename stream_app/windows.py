@@ -96,6 +96,16 @@ class Counts:
         return cls(int(n), int(u), int(p), int(m))
 
 
+_SPARSE_FROM = 32
+
+
+def _visit(r: range, known: Callable[[], Iterable[int]] | None) -> Iterable[int]:
+    """The buckets of ``r`` worth reading: all of a short range, else the known ones in it."""
+    if known is None or len(r) <= _SPARSE_FROM:
+        return r
+    return [b for b in known() if b in r]
+
+
 def sum_counts(buckets: Mapping[int, Counts], indices: Iterable[int]) -> Counts:
     out = Counts()
     for b in indices:
@@ -166,11 +176,20 @@ class WindowGeometry:
         return range(b1 - wb + 1, top - wb + 1), range(b1 - bb + 1, top - bb + 1)
 
     def slide(
-        self, window: Counts, baseline: Counts, b1: int, b2: int, full: Callable[[int], Counts]
+        self,
+        window: Counts,
+        baseline: Counts,
+        b1: int,
+        b2: int,
+        full: Callable[[int], Counts],
+        known: Callable[[], Iterable[int]] | None = None,
     ) -> None:
         """Move ``window``/``baseline`` (in place) from clock bucket ``b1`` to ``b2 >= b1``.
 
         ``full(b)`` is bucket ``b``'s current count (stored + applied in this batch).
+        ``known()``, when given, lists every bucket that may be non-zero: a quiet entity
+        whose clock jumps hours then visits its few real buckets instead of every index
+        in the transition ranges (which made sparse tickers cost O(baseline) per event).
         """
         if b2 <= b1:
             return
@@ -179,11 +198,11 @@ class WindowGeometry:
                 c.neg = c.neu = c.pos = c.neg_prob_micros = 0
             return
         to_baseline, expired = self.transition_ranges(b1, b2)
-        for b in to_baseline:
+        for b in _visit(to_baseline, known):
             c = full(b)
             window.sub(c)
             baseline.add(c)
-        for b in expired:
+        for b in _visit(expired, known):
             baseline.sub(full(b))
 
     def place(self, bucket: int, clock_ms: int) -> str | None:
