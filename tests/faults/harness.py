@@ -1,0 +1,393 @@
+"""Feeds, worker pools and the conservation law shared by the fault tests.
+
+Conservation law checked after every fault: each valid input id is *either* counted exactly
+once in the Redis windows of each of its entities *or* in the dead-letter topic (with the
+reason saying why), never both, never twice. "Counted" is read straight from Redis: an
+entity's applied-id set (``P:v1:{E}:i``) must equal the ids expected for that entity, and
+the sum over all its buckets must equal the size of that set (no id counted twice). The
+expected ids come from the feed itself, not from the worker.
+
+Alerts are compared with a fault-free reference: the same scored items, in feed order,
+through an in-process ``Aggregator`` over a ``MemoryWindowStore``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from worker_proc import WorkerProcess, http_get, worker_env
+
+from stream_app.config import Settings
+from stream_app.embedded import Service
+from stream_app.schemas import Alert, DeadLetter, ScoredNews
+from stream_app.windows import Counts
+
+T0 = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+TICKERS = ("AAA", "BBB", "CCC", "BURST")
+
+# Windows wide enough that nothing of a ~1 h feed is late even when the market entity's
+# events interleave across news partitions; detector as in tests/integration.
+FAULT_SETTINGS: dict[str, str | int | float] = {
+    "bucket_seconds": 60,
+    "window_seconds": 300,
+    "baseline_seconds": 3600,
+    "retention_seconds": 14_400,
+    "allowed_lateness_seconds": 3600,
+    "min_negative_count": 5,
+    "fire_z": 3.0,
+    "resolve_z": 1.0,
+    "share_floor": 0.5,
+    "resolve_share_floor": 0.2,
+    "cooldown_seconds": 60,
+}
+
+
+@dataclass(frozen=True)
+class Texts:
+    negative: list[str]
+    calm: list[str]
+
+
+def classify_texts(model_dir: Path, data_dir: Path, n: int = 800) -> Texts:
+    """Corpus texts split by what the real Scorer over the tiny model says.
+
+    The tiny random model calls well under 1% of texts negative, so a burst repeats the
+    few negative texts under distinct ids (a headline may repeat; an id may not).
+    """
+    from models.predictor import load_predictor
+    from stream_app.samples import load_labelled_texts
+    from stream_app.schemas import NewsItem
+    from stream_app.scoring import Scorer
+
+    rng = random.Random(5)
+    texts = [t.text for t in rng.sample(load_labelled_texts(data_dir), n)]
+    scorer = Scorer(load_predictor(model_dir, device="cpu", quantize=False))
+    items = [
+        NewsItem(id=f"c{i}", headline=t, tickers=["X"], published_at=T0)
+        for i, t in enumerate(texts)
+    ]
+    by_id = {x.id: x.sentiment for x in scorer.score(items).scored}
+    neg = [t for i, t in enumerate(texts) if by_id.get(f"c{i}") == "negative"]
+    calm = [t for i, t in enumerate(texts) if by_id.get(f"c{i}") in ("neutral", "positive")]
+    assert neg and len(calm) >= 50, (len(neg), len(calm))
+    return Texts(neg, calm)
+
+
+@dataclass
+class Feed:
+    """News in event-time order, one ticker each, keyed by ticker (the deployment advice)."""
+
+    rows: list[dict[str, Any]]
+
+    @property
+    def ids(self) -> list[str]:
+        return [r["id"] for r in self.rows]
+
+    def values(self) -> list[bytes]:
+        return [json.dumps(r).encode() for r in self.rows]
+
+    def keys(self) -> list[bytes]:
+        return [r["tickers"][0].encode() for r in self.rows]
+
+    def ids_by_entity(self, exclude: set[str] = frozenset()) -> dict[str, set[str]]:  # type: ignore[assignment]
+        out: dict[str, set[str]] = {"market": set()}
+        for r in self.rows:
+            if r["id"] in exclude:
+                continue
+            out["market"].add(r["id"])
+            out.setdefault(f"ticker:{r['tickers'][0]}", set()).add(r["id"])
+        return out
+
+
+def make_feed(texts: Texts, *, minutes: int = 50, burst_at: int = 30, seed: int = 1) -> Feed:
+    """Calm news on every ticker each minute and a 10-item negative burst on BURST."""
+    rng = random.Random(seed)
+    rows: list[tuple[datetime, str, str]] = []
+    for minute in range(minutes):
+        t = T0 + timedelta(minutes=minute)
+        for k, ticker in enumerate(TICKERS):
+            rows.append((t + timedelta(seconds=7 * k), ticker, rng.choice(texts.calm)))
+        if burst_at <= minute < burst_at + 3:
+            for k in range(4):
+                neg = texts.negative[(minute * 4 + k) % len(texts.negative)]
+                rows.append((t + timedelta(seconds=30 + 7 * k), "BURST", neg))
+    rows.sort(key=lambda r: r[0])
+    return Feed(
+        [
+            {"id": f"n{i}", "headline": text, "tickers": [ticker], "published_at": when.isoformat()}
+            for i, (when, ticker, text) in enumerate(rows)
+        ]
+    )
+
+
+@dataclass
+class WorkerPool:
+    """Workers of one consumer group (same ``unique``), each on its own web port."""
+
+    broker: Service
+    redis: Service
+    model_dir: Path
+    unique: str
+    tmp: Path
+    extra: dict[str, str | int | float]
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    def spawn(self, start: bool = True, **more: str | int | float) -> WorkerProcess:
+        env = worker_env(
+            self.broker, self.redis, self.model_dir, self.unique, **{**self.extra, **more}
+        )
+        w = WorkerProcess(env, self.tmp / f"worker-{len(self.workers)}.log")
+        self.workers.append(w)
+        if start:
+            w.start()
+        return w
+
+    @property
+    def settings(self) -> Settings:
+        if not self.workers:
+            self.spawn(start=False)
+        return self.workers[0].settings
+
+    def stop_all(self) -> None:
+        for w in self.workers:
+            w.stop()
+
+
+async def wait_for(
+    condition: Callable[[], Awaitable[Any]], timeout: float, what: str, every: float = 0.3
+) -> Any:
+    """Poll an async condition until truthy; fail with the last value after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await condition()
+        if last:
+            return last
+        await asyncio.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+async def produce_paced(
+    settings: Settings, feed: Feed, *, per_second: float, chunk: int = 10
+) -> None:
+    """Produce the feed in order, ``chunk`` records at a time, about ``per_second`` overall."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.broker.removeprefix("kafka://"), acks="all"
+    )
+    await producer.start()
+    try:
+        values, keys = feed.values(), feed.keys()
+        for i in range(0, len(values), chunk):
+            futs = [
+                await producer.send(settings.topic_news, v, key=k)
+                for v, k in zip(values[i : i + chunk], keys[i : i + chunk], strict=True)
+            ]
+            await asyncio.gather(*futs)
+            await asyncio.sleep(chunk / per_second)  # pacing, not synchronisation
+    finally:
+        await producer.stop()
+
+
+async def read_topic(settings: Settings, topic: str) -> list[bytes]:
+    """Every record of ``topic`` up to its current end offsets."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.broker.removeprefix("kafka://"),
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        if parts is None:
+            await consumer.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        out: list[bytes] = []
+        deadline = time.monotonic() + 60
+        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+            assert time.monotonic() < deadline, f"could not read {topic} to its end"
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                out += [r.value or b"" for r in records]
+        return out
+    finally:
+        await consumer.stop()
+
+
+def news_id_of(dead: DeadLetter) -> str | None:
+    try:
+        data = json.loads(dead.original_bytes())
+    except ValueError:
+        return None
+    value = data.get("id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+@dataclass
+class Conservation:
+    records_in: int
+    counted: int  # distinct ids in the market window set
+    dead: dict[str, int]  # reason -> count (news-level dead letters)
+    dead_ids: set[str]
+    duplicates: int  # duplicate entity events dropped (market entity)
+    scored_records: int  # records in news.scored (redelivery republishes)
+    problems: list[str]
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "in": self.records_in,
+            "counted": self.counted,
+            "dead_lettered": sum(self.dead.values()),
+            "dead_by_reason": self.dead,
+            "duplicate_events_dropped": self.duplicates,
+            "scored_records_published": self.scored_records,
+        }
+
+
+class RedisView:
+    """Reads an entity's applied ids and bucket counts straight from Redis."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.client = aioredis.Redis.from_url(settings.redis_url.get_secret_value())
+        self.prefix = settings.redis_key_prefix
+
+    def _key(self, entity: str, kind: str) -> str:
+        return f"{self.prefix}:v1:{{{entity}}}:{kind}"
+
+    async def ids(self, entity: str) -> set[str]:
+        raw = await self.client.zrange(self._key(entity, "i"), 0, -1)
+        return {r.decode() for r in raw}
+
+    async def bucket_total(self, entity: str) -> int:
+        raw = await self.client.hgetall(self._key(entity, "b"))
+        return sum(Counts.decode(v).total for v in raw.values())
+
+    async def duplicates(self, entity: str) -> int:
+        return int(await self.client.hget(self._key(entity, "s"), "dup") or 0)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+async def conservation(
+    settings: Settings, feed: Feed, *, timeout: float = 90.0, entities: Sequence[str] = ()
+) -> Conservation:
+    """Wait until every id is counted or dead-lettered, then check the law for each entity."""
+    view = RedisView(settings)
+    try:
+
+        async def dead_now() -> tuple[set[str], dict[str, int]]:
+            ids: set[str] = set()
+            reasons: dict[str, int] = {}
+            for raw in await read_topic(settings, settings.topic_deadletter):
+                d = DeadLetter.model_validate_json(raw)
+                if d.entity is None:  # news-level dead letter (not a late entity event)
+                    reasons[d.reason] = reasons.get(d.reason, 0) + 1
+                    if (i := news_id_of(d)) is not None:
+                        ids.add(i)
+            return ids, reasons
+
+        all_ids = set(feed.ids)
+
+        async def settled() -> bool:
+            counted = await view.ids("market")
+            if len(counted | all_ids) != len(all_ids):
+                return False
+            missing = all_ids - counted
+            return not missing or missing <= (await dead_now())[0]
+
+        await wait_for(settled, timeout, "every id counted in market or dead-lettered", 0.5)
+        dead_ids, reasons = await dead_now()
+        problems: list[str] = []
+        expected = feed.ids_by_entity(exclude=dead_ids)
+        for entity in [*expected, *entities]:
+            want = expected.get(entity, set())
+            got = await view.ids(entity)
+            total = await view.bucket_total(entity)
+            if got != want:
+                problems.append(
+                    f"{entity}: missing {sorted(want - got)[:5]} extra {sorted(got - want)[:5]}"
+                )
+            if total != len(got):
+                problems.append(f"{entity}: buckets count {total} for {len(got)} ids")
+        both = dead_ids & await view.ids("market")
+        if both:
+            problems.append(f"counted AND dead-lettered: {sorted(both)[:5]}")
+        scored = await read_topic(settings, settings.topic_scored)
+        return Conservation(
+            records_in=len(feed.rows),
+            counted=len(await view.ids("market")),
+            dead=reasons,
+            dead_ids=dead_ids,
+            duplicates=await view.duplicates("market"),
+            scored_records=len(scored),
+            problems=problems,
+        )
+    finally:
+        await view.close()
+
+
+async def worker_alerts(settings: Settings) -> dict[str, Alert]:
+    """Alerts of the topic, de-duplicated by alert id (what a consumer is asked to do)."""
+    raw = await read_topic(settings, settings.topic_alerts)
+    return {a.alert_id: a for a in (Alert.model_validate_json(v) for v in raw)}
+
+
+async def reference_alerts(settings: Settings, feed: Feed) -> dict[str, Alert]:
+    """Fault-free reference: scored items in feed order through an in-process Aggregator."""
+    from stream_app.aggregator import Aggregator, BatchOutcome
+    from stream_app.scoring import to_entity_events
+    from stream_app.store_memory import MemoryWindowStore
+
+    first: dict[str, ScoredNews] = {}
+    for raw in await read_topic(settings, settings.topic_scored):
+        s = ScoredNews.model_validate_json(raw)
+        first.setdefault(s.id, s)
+    ordered = [first[i] for i in feed.ids if i in first]
+    events = to_entity_events(ordered)
+    outs: list[BatchOutcome] = []
+
+    async def emit(o: BatchOutcome) -> None:
+        outs.append(o)
+
+    agg = Aggregator(MemoryWindowStore(), settings.window, settings.detector)
+    await agg.process(events, emit)
+    return {a.alert_id: a for o in outs for a in o.alerts}
+
+
+def alert_summary(alerts: dict[str, Alert], prefix: str = "ticker:") -> set[tuple[Any, ...]]:
+    """What must match between runs, for entities whose event order is deterministic."""
+    return {
+        (a.alert_id, a.entity, a.state, a.episode, a.fired_at, a.negative_count, a.total_count)
+        for a in alerts.values()
+        if a.entity.startswith(prefix)
+    }
+
+
+def metric(base_url: str, name: str) -> float:
+    status, body = http_get(f"{base_url}/metrics")
+    assert status == 200, status
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
