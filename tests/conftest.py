@@ -67,7 +67,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def tcp_proxy() -> Iterator[Any]:
     """Factory: ``tcp_proxy(target_port, port=0) -> TcpProxy`` (cut()/restore()), all stopped."""
-    from tcp_proxy import TcpProxy
+    from tests.tcp_proxy import TcpProxy
 
     proxies: list[TcpProxy] = []
 

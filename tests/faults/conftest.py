@@ -6,16 +6,13 @@ through the real ``Scorer``, so a feed can hold a negative burst that fires an a
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-
-from harness import Texts, WorkerPool, classify_texts  # noqa: E402
+from tests.faults.harness import Texts, WorkerPool, classify_texts
 
 
 @pytest.fixture(scope="session")

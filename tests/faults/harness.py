@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-from worker_proc import WorkerProcess, http_get, worker_env
 
 from stream_app.config import Settings
 from stream_app.embedded import Service
 from stream_app.schemas import Alert, DeadLetter, ScoredNews
 from stream_app.windows import Counts
+from tests.integration.worker_proc import WorkerProcess, http_get, worker_env
 
 T0 = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
 TICKERS = ("AAA", "BBB", "CCC", "BURST")
@@ -72,13 +72,14 @@ def classify_texts(model_dir: Path, data_dir: Path, n: int = 800) -> Texts:
     texts = [t.text for t in rng.sample(load_labelled_texts(data_dir), n)]
     scorer = Scorer(load_predictor(model_dir, device="cpu", quantize=False))
     items = [
-        NewsItem(id=f"c{i}", headline=t, tickers=["X"], published_at=T0)
+        NewsItem(id=f"c{i}", headline=t, tickers=["X"], published_at=T0)  # type: ignore[call-arg]
         for i, t in enumerate(texts)
     ]
     by_id = {x.id: x.sentiment for x in scorer.score(items).scored}
     neg = [t for i, t in enumerate(texts) if by_id.get(f"c{i}") == "negative"]
     calm = [t for i, t in enumerate(texts) if by_id.get(f"c{i}") in ("neutral", "positive")]
-    assert neg and len(calm) >= 50, (len(neg), len(calm))
+    assert neg, "the tiny model must call at least one text negative"
+    assert len(calm) >= 50, len(calm)
     return Texts(neg, calm)
 
 
@@ -163,17 +164,17 @@ class WorkerPool:
 
 
 async def wait_for(
-    condition: Callable[[], Awaitable[Any]], timeout: float, what: str, every: float = 0.3
+    condition: Callable[[], Awaitable[Any]], within: float, what: str, every: float = 0.3
 ) -> Any:
-    """Poll an async condition until truthy; fail with the last value after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
+    """Poll an async condition until truthy; fail with the last value after ``within`` s."""
+    deadline = time.monotonic() + within
     last: Any = None
     while time.monotonic() < deadline:
         last = await condition()
         if last:
             return last
         await asyncio.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+    raise AssertionError(f"timed out after {within}s waiting for {what}; last: {last!r}")
 
 
 async def produce_paced(
@@ -275,7 +276,7 @@ class RedisView:
 
     async def ids(self, entity: str) -> set[str]:
         raw = await self.client.zrange(self._key(entity, "i"), 0, -1)
-        return {r.decode() for r in raw}
+        return {r.decode() if isinstance(r, bytes) else str(r) for r in raw}
 
     async def bucket_total(self, entity: str) -> int:
         raw = await self.client.hgetall(self._key(entity, "b"))
@@ -289,7 +290,7 @@ class RedisView:
 
 
 async def conservation(
-    settings: Settings, feed: Feed, *, timeout: float = 90.0, entities: Sequence[str] = ()
+    settings: Settings, feed: Feed, *, within: float = 90.0, entities: Sequence[str] = ()
 ) -> Conservation:
     """Wait until every id is counted or dead-lettered, then check the law for each entity."""
     view = RedisView(settings)
@@ -315,7 +316,7 @@ async def conservation(
             missing = all_ids - counted
             return not missing or missing <= (await dead_now())[0]
 
-        await wait_for(settled, timeout, "every id counted in market or dead-lettered", 0.5)
+        await wait_for(settled, within, "every id counted in market or dead-lettered", 0.5)
         dead_ids, reasons = await dead_now()
         problems: list[str] = []
         expected = feed.ids_by_entity(exclude=dead_ids)

@@ -13,7 +13,9 @@ import time
 from typing import Any
 
 import pytest
-from harness import (
+
+from stream_app.embedded import Service
+from tests.faults.harness import (
     FAULT_SETTINGS,
     RedisView,
     Texts,
@@ -25,10 +27,8 @@ from harness import (
     wait_for,
     worker_alerts,
 )
-from report import record
+from tests.faults.report import record
 from tests.integration.worker_proc import http_get
-
-from stream_app.embedded import Service
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(300)]
 
@@ -73,10 +73,12 @@ async def test_redis_down_for_seconds_mid_stream(
         recovery = time.monotonic() - up_at
     finally:
         await view.close()
-    assert alive_during and w.running, w.log_tail()
+    assert alive_during, w.log_tail()
+    assert w.running, w.log_tail()
     assert health_during == 503, "health must report the outage"
     assert not c.problems, c.problems
-    assert c.counted == len(feed.rows) and not c.dead
+    assert c.counted == len(feed.rows)
+    assert not c.dead
     n_alerts = await _alerts_match(s, feed)
     record(f"Redis stopped {OUTAGE_SECONDS:.0f}s mid-stream, restarted with its data", c,
            recovery, counted_at_fault=partial, outage_s=round(up_at - down_at, 1),
@@ -102,13 +104,15 @@ async def test_broker_unreachable_for_seconds_mid_stream(
         proxy.restore()
         up_at = time.monotonic()
         await producing
-        c = await conservation(s, feed, timeout=120)
+        c = await conservation(s, feed, within=120)
         recovery = time.monotonic() - up_at
     finally:
         await view.close()
-    assert alive_during and w.running, w.log_tail()
+    assert alive_during, w.log_tail()
+    assert w.running, w.log_tail()
     assert not c.problems, c.problems
-    assert c.counted == len(feed.rows) and not c.dead
+    assert c.counted == len(feed.rows)
+    assert not c.dead
     n_alerts = await _alerts_match(s, feed)
     record(f"broker unreachable {OUTAGE_SECONDS:.0f}s mid-stream (proxy cut)", c, recovery,
            counted_at_fault=partial, outage_s=round(up_at - cut_at, 1),

@@ -12,7 +12,9 @@ import time
 from typing import Any
 
 import pytest
-from harness import (
+
+from stream_app.embedded import Service
+from tests.faults.harness import (
     FAULT_SETTINGS,
     RedisView,
     Texts,
@@ -24,9 +26,7 @@ from harness import (
     wait_for,
     worker_alerts,
 )
-from report import record
-
-from stream_app.embedded import Service
+from tests.faults.report import record
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(300)]
 
@@ -70,7 +70,8 @@ async def test_sigkill_mid_stream_then_restart(
     finally:
         await view.close()
     assert not c.problems, c.problems
-    assert c.counted == len(feed.rows) and not c.dead
+    assert c.counted == len(feed.rows)
+    assert not c.dead
     n_alerts = await _assert_alerts_match_reference(s, feed)
     record("worker SIGKILL mid-stream, restarted", c, recovery, counted_at_fault=partial,
            alerts=n_alerts)  # fmt: skip
@@ -94,13 +95,14 @@ async def test_two_workers_one_killed_survivor_takes_over(
         fault_at = time.monotonic()
         assert not producing.done(), "the fault must hit mid-stream"
         await producing
-        c = await conservation(s, feed, timeout=120)
+        c = await conservation(s, feed, within=120)
         recovery = time.monotonic() - fault_at
     finally:
         await view.close()
     assert b.running
     assert not c.problems, c.problems
-    assert c.counted == len(feed.rows) and not c.dead
+    assert c.counted == len(feed.rows)
+    assert not c.dead
     n_alerts = await _assert_alerts_match_reference(s, feed)
     record("1 of 2 workers SIGKILLed, survivor takes over", c, recovery,
            counted_at_fault=partial, alerts=n_alerts)  # fmt: skip
@@ -131,7 +133,8 @@ async def test_sigterm_mid_stream_hands_back_the_batch(
         await view.close()
     assert code == 0, w.log_tail()
     assert not c.problems, c.problems
-    assert c.counted == len(feed.rows) and not c.dead
+    assert c.counted == len(feed.rows)
+    assert not c.dead
     n_alerts = await _assert_alerts_match_reference(s, feed)
     record("SIGTERM mid-stream, restarted", c, recovery, counted_at_fault=partial,
            stop_seconds=round(stop_seconds, 2), alerts=n_alerts)  # fmt: skip

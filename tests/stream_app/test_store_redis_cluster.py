@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from aggregator_cases import DS, WS, alerts_of, make_events, run_batches
+from pydantic import SecretStr
 from redis.asyncio.cluster import RedisCluster
 
 from stream_app.aggregator import Aggregator
@@ -18,6 +18,7 @@ from stream_app.config import Settings
 from stream_app.embedded import Service
 from stream_app.store_memory import MemoryWindowStore
 from stream_app.store_redis import RedisWindowStore
+from tests.stream_app.aggregator_cases import DS, WS, alerts_of, make_events, run_batches
 
 pytestmark = pytest.mark.integration
 ENTITIES = (
@@ -36,7 +37,7 @@ async def cluster_store(
     redis_cluster: list[Service], unique: str
 ) -> AsyncIterator[RedisWindowStore]:
     settings = Settings(  # type: ignore[call-arg]
-        redis_url=f"redis://127.0.0.1:{redis_cluster[1].port}/0",
+        redis_url=SecretStr(f"redis://127.0.0.1:{redis_cluster[1].port}/0"),
         redis_cluster=True,
         redis_key_prefix=f"t{unique}",
         window=WS,
@@ -52,12 +53,13 @@ async def test_keys_of_an_entity_share_one_slot_and_entities_spread(
     cluster_store: RedisWindowStore,
 ) -> None:
     client = cluster_store.client
+    assert isinstance(client, RedisCluster)
     slots = {}
     for e in ENTITIES:
         entity_slots = {await client.cluster_keyslot(k) for k in cluster_store.keys(e)}
         assert len(entity_slots) == 1, e
         slots[e] = entity_slots.pop()
-    nodes = {client.get_node_from_key(cluster_store.keys(e)[0]).name for e in ENTITIES}
+    nodes = {str(client.get_node_from_key(cluster_store.keys(e)[0])) for e in ENTITIES}
     assert len(nodes) >= 2, "test entities should exercise more than one node"
 
 
