@@ -25,8 +25,8 @@ def pool(tiny_model_dir: Path, unique: str, tmp_path: Path) -> Iterator[Any]:
     """Factory of worker pools; every worker started through one is stopped afterwards."""
     pools: list[WorkerPool] = []
 
-    def make(broker: Any, redis: Any, **extra: str | int | float) -> WorkerPool:
-        p = WorkerPool(broker, redis, tiny_model_dir, unique, tmp_path, extra)
+    def make(broker: Any, redis: Any, *, tag: str = "", **extra: str | int | float) -> WorkerPool:
+        p = WorkerPool(broker, redis, tiny_model_dir, unique + tag, tmp_path, extra)
         pools.append(p)
         return p
 

@@ -146,7 +146,7 @@ class WorkerPool:
         env = worker_env(
             self.broker, self.redis, self.model_dir, self.unique, **{**self.extra, **more}
         )
-        w = WorkerProcess(env, self.tmp / f"worker-{len(self.workers)}.log")
+        w = WorkerProcess(env, self.tmp / f"worker-{self.unique}-{len(self.workers)}.log")
         self.workers.append(w)
         if start:
             w.start()
@@ -281,6 +281,10 @@ class RedisView:
     async def bucket_total(self, entity: str) -> int:
         raw = await self.client.hgetall(self._key(entity, "b"))
         return sum(Counts.decode(v).total for v in raw.values())
+
+    async def buckets(self, entity: str) -> dict[int, Counts]:
+        raw = await self.client.hgetall(self._key(entity, "b"))
+        return {int(b): Counts.decode(v) for b, v in raw.items()}
 
     async def duplicates(self, entity: str) -> int:
         return int(await self.client.hget(self._key(entity, "s"), "dup") or 0)
