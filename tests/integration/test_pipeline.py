@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from worker_proc import WorkerProcess, collect, http_get, http_json, produce, worker_env
+from tests.integration.worker_proc import WorkerProcess, collect, http_get, http_json, produce, worker_env
 
 from stream_app.config import Settings
 from stream_app.embedded import Service

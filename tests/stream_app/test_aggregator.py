@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from aggregator_cases import (
+from tests.stream_app.aggregator_cases import (
     DS,
     WS,
     Reference,

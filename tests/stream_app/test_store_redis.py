@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
-from aggregator_cases import DS, WS, alerts_of, make_events, run_batches
+from tests.stream_app.aggregator_cases import DS, WS, alerts_of, make_events, run_batches
 
 from stream_app.aggregator import Aggregator
 from stream_app.embedded import Service
