@@ -53,7 +53,7 @@ def sentiment_index_from_dataset(dataset_id: int) -> int:
 
 
 def topic_slug(topic: str) -> str:
-    """URL- and Redis-key-safe name of a topic label, e.g. 'M&A | Investments' -> 'm-a-investments'."""
+    """Key-safe name of a topic label: 'M&A | Investments' -> 'm-a-investments'."""
     out: list[str] = []
     for ch in topic.lower():
         if ch.isalnum():

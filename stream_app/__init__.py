@@ -1,1 +1,1 @@
-"""The finpulse streaming service: Faust agents, Redis windows, spike alerts, replay and backtest."""
+"""The finpulse streaming service: Faust agents, Redis windows, alerts, replay, backtest."""

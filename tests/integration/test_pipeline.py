@@ -17,11 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.worker_proc import WorkerProcess, collect, http_get, http_json, produce, worker_env
 
 from stream_app.config import Settings
 from stream_app.embedded import Service
 from stream_app.schemas import Alert, DeadLetter, NewsItem, ScoredNews
+from tests.integration.worker_proc import (
+    WorkerProcess,
+    collect,
+    http_get,
+    http_json,
+    produce,
+    worker_env,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
+from stream_app.aggregator import Aggregator, BatchOutcome
+from stream_app.schemas import EntityEvent
+from stream_app.store_memory import MemoryWindowStore
+from stream_app.windows import sum_counts
 from tests.stream_app.aggregator_cases import (
     DS,
     WS,
@@ -12,11 +17,6 @@ from tests.stream_app.aggregator_cases import (
     run_batches,
     summary,
 )
-
-from stream_app.aggregator import Aggregator, BatchOutcome
-from stream_app.schemas import EntityEvent
-from stream_app.store_memory import MemoryWindowStore
-from stream_app.windows import sum_counts
 
 
 def vars_of(view: object) -> dict[str, object]:

@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
-from tests.stream_app.aggregator_cases import DS, WS, alerts_of, make_events, run_batches
 
 from stream_app.aggregator import Aggregator
 from stream_app.embedded import Service
 from stream_app.store import StoreUnavailable
 from stream_app.store_memory import MemoryWindowStore
 from stream_app.store_redis import RedisWindowStore
+from tests.stream_app.aggregator_cases import DS, WS, alerts_of, make_events, run_batches
 
 pytestmark = pytest.mark.integration
 ENTITIES = ("market", "ticker:A", "ticker:BRK.B", "topic:m-a-investments")
