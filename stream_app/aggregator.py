@@ -216,7 +216,11 @@ class Aggregator:
         min_neg = cfg.min_negative_count
 
         def full(b: int) -> Counts:
-            return stored.get(b, _ZERO) + deltas.get(b, _ZERO)
+            # read-only result: slide() only adds/subtracts it, so sharing _ZERO is safe
+            s, d = stored.get(b), deltas.get(b)
+            if d is None:
+                return s if s is not None else _ZERO
+            return d if s is None else s + d
 
         def known() -> set[int]:
             return stored.keys() | deltas.keys()
