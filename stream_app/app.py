@@ -201,8 +201,8 @@ def create_app(
     app.finpulse_resources.append(score_stage)
     backoff = min(5.0, settings.redis_retry_max_seconds)
 
-    async def run_batches(stream: Any, stage: ScoreStage | AggregateStage) -> None:
-        async for events in stream.noack_take(settings.batch_size, within=settings.batch_max_wait):
+    async def run_batches(stream: Any, stage: ScoreStage | AggregateStage, size: int) -> None:
+        async for events in stream.noack_take(size, within=settings.batch_max_wait):
             records: Sequence[Record] = [_record(e) for e in events]
             await run_with_retry(
                 stage.agent,
@@ -217,11 +217,11 @@ def create_app(
 
     @app.agent(news, name="finpulse.score")
     async def score(stream: Any) -> None:
-        await run_batches(stream, score_stage)
+        await run_batches(stream, score_stage, settings.batch_size)
 
     @app.agent(entity_events, name="finpulse.aggregate")
     async def aggregate(stream: Any) -> None:
-        await run_batches(stream, aggregate_stage)
+        await run_batches(stream, aggregate_stage, settings.aggregate_batch_size)
 
     async def ping() -> bool:
         client = getattr(store, "client", None)  # RedisWindowStore's redis.asyncio client

@@ -119,6 +119,9 @@ class Settings(BaseSettings):
 
     batch_size: int = Field(64, ge=1, le=4096)
     batch_max_wait: float = Field(0.25, gt=0, le=60)
+    # Entity events per aggregate batch. Results do not depend on it (the detector steps
+    # per event); larger batches amortise Redis round trips (bench/bench_windows.py).
+    aggregate_batch_size: int = Field(2048, ge=1, le=65_536)
 
     max_message_bytes: int = Field(1_000_000, ge=1024)
     max_headline_chars: int = Field(1000, ge=16)
