@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -126,14 +127,48 @@ class BacktestRun:
 
 
 def _count_buckets(run: BacktestRun, events: Sequence[EntityEvent], bucket_ms: int) -> None:
+    buckets = run.buckets
     for ev in events:
-        per = run.buckets.setdefault(ev.entity, {})
+        per = buckets.get(ev.entity)
+        if per is None:
+            per = buckets[ev.entity] = {}
         b = ev.event_time_ms // bucket_ms
-        per[b] = per.get(b, Counts()) + Counts.of_event(ev.sentiment, ev.negative_prob)
+        c = per.get(b)
+        if c is None:
+            c = per[b] = Counts()
+        c.add(Counts.of_event(ev.sentiment, ev.negative_prob))
+
+
+_QUEUE_BATCHES = 8  # scored batches the model thread may run ahead of the aggregator
+
+
+def _score_all(
+    scorer: Any,
+    batches: list[list[Any]],
+    loop: asyncio.AbstractEventLoop,
+    queue: asyncio.Queue[Any],
+    room: threading.Semaphore,
+    stop: threading.Event,
+) -> None:
+    """Model thread: score every batch in order, hand each result to the event loop."""
+    try:
+        for batch in batches:
+            room.acquire()
+            if stop.is_set():
+                return
+            result = scorer.score(batch)
+            loop.call_soon_threadsafe(queue.put_nowait, (len(batch), result))
+    except BaseException as exc:  # handed to the loop, which re-raises it
+        loop.call_soon_threadsafe(queue.put_nowait, exc)
 
 
 async def _run(
-    feed: LoadedFeed, settings: Settings, predictor: Any, batch_size: int, progress: bool
+    feed: LoadedFeed,
+    settings: Settings,
+    predictor: Any,
+    batch_size: int,
+    progress: bool,
+    aggregate_batch_size: int,
 ) -> BacktestRun:
     from tqdm import tqdm
 
@@ -154,36 +189,60 @@ async def _run(
                 seen_alerts.add(alert.alert_id)
                 run.alerts.append(alert)
 
+    async def aggregate(events: list[EntityEvent]) -> None:
+        outcome = await aggregator.process(events, emit)
+        run.applied += outcome.applied
+        run.duplicates += outcome.duplicates
+        run.late += len(outcome.late)
+        run.dead_lettered["late_event"] += len(outcome.late)
+        run.dead_lettered["invalid_event"] += len(outcome.rejected)
+
     items = [f.item for f in feed.items]
     batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
     loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    room, stop = threading.Semaphore(_QUEUE_BATCHES), threading.Event()
+    pending: list[EntityEvent] = []
+    pending_items = 0
     started = time.perf_counter()
+    # The model scores small batches in its own thread (what the predictor is tuned for)
+    # while the aggregator takes large ones: its results do not depend on batch cuts, and
+    # each batch costs a store read/commit per entity, so fewer batches is less work.
     with (
         ThreadPoolExecutor(1, thread_name_prefix="backtest-model") as pool,
         tqdm(total=len(items), unit="item", desc="backtest", disable=not progress) as bar,
     ):
-        pending = loop.run_in_executor(pool, scorer.score, batches[0]) if batches else None
-        for k in range(len(batches)):
-            assert pending is not None
-            result = await pending
-            if k + 1 < len(batches):  # score the next batch while this one aggregates
-                pending = loop.run_in_executor(pool, scorer.score, batches[k + 1])
-            scored = list(result.scored)
-            run.scored += len(scored)
-            run.dead_lettered["predictor_failure"] += len(result.failed)
-            for entry in result.failed[: max(0, 5 - len(run.failures))]:
-                run.failures.append(entry[1])
-            if scored and run.model_version is None:
-                run.model_version = scored[0].model_version
-            events = list(to_entity_events(scored))
-            _count_buckets(run, events, bucket_ms)
-            outcome = await aggregator.process(events, emit)
-            run.applied += outcome.applied
-            run.duplicates += outcome.duplicates
-            run.late += len(outcome.late)
-            run.dead_lettered["late_event"] += len(outcome.late)
-            run.dead_lettered["invalid_event"] += len(outcome.rejected)
-            bar.update(len(batches[k]))
+        producer = loop.run_in_executor(pool, _score_all, scorer, batches, loop, queue, room, stop)
+        try:
+            for _ in range(len(batches)):
+                got = await queue.get()
+                room.release()
+                if isinstance(got, BaseException):
+                    raise got
+                n_items, result = got
+                scored = list(result.scored)
+                run.scored += len(scored)
+                run.dead_lettered["predictor_failure"] += len(result.failed)
+                for entry in result.failed[: max(0, 5 - len(run.failures))]:
+                    run.failures.append(entry[1])
+                if scored and run.model_version is None:
+                    run.model_version = scored[0].model_version
+                events = to_entity_events(scored)
+                _count_buckets(run, events, bucket_ms)
+                pending += events
+                pending_items += n_items
+                if len(pending) >= aggregate_batch_size:
+                    await aggregate(pending)
+                    pending = []
+                    bar.update(pending_items)
+                    pending_items = 0
+            if pending:
+                await aggregate(pending)
+            bar.update(pending_items)
+        finally:
+            stop.set()
+            room.release()  # wake the model thread if it waits for room
+            await producer
     run.seconds = time.perf_counter() - started
     run.dead_lettered = +run.dead_lettered  # drop zero counts
     return run
@@ -195,9 +254,20 @@ def run_backtest(
     predictor: Any,
     *,
     batch_size: int | None = None,
+    aggregate_batch_size: int | None = None,
     progress: bool = False,
 ) -> BacktestRun:
-    return asyncio.run(_run(feed, settings, predictor, batch_size or settings.batch_size, progress))
+    """``batch_size`` texts per model call; ``aggregate_batch_size`` events per aggregator call."""
+    return asyncio.run(
+        _run(
+            feed,
+            settings,
+            predictor,
+            batch_size or settings.batch_size,
+            progress,
+            aggregate_batch_size or settings.aggregate_batch_size,
+        )
+    )
 
 
 def _summary(

@@ -97,6 +97,11 @@ def test_alerts_do_not_depend_on_batch_size(tmp_path: Path) -> None:
     feed = load_feed(_burst_feed(tmp_path / "f.jsonl"), BASE)
     runs = [run_backtest(feed, BASE, KeywordPredictor(), batch_size=n) for n in (1, 7, 500)]
     assert _keys(runs[0].alerts) == _keys(runs[1].alerts) == _keys(runs[2].alerts)
+    # model batches and aggregator batches cut independently
+    for n, agg in ((7, 1), (7, 13), (1, 5000)):
+        other = run_backtest(feed, BASE, KeywordPredictor(), batch_size=n, aggregate_batch_size=agg)
+        assert _keys(other.alerts) == _keys(runs[0].alerts)
+        assert other.buckets == runs[0].buckets
     firing = [a for a in runs[0].alerts if a.state == "firing" and a.entity == "ticker:AAA"]
     assert len(firing) == 1
     burst_start = T0 + timedelta(minutes=180)
