@@ -49,11 +49,9 @@ from stream_app.store import (
     WindowStore,
     top_evidence,
 )
-from stream_app.windows import Counts, WindowGeometry
+from stream_app.windows import MICROS, Counts, WindowGeometry
 
 __all__ = ["Aggregator", "AggregatorConflict", "BatchOutcome"]
-
-_ZERO = Counts()
 
 
 class AggregatorConflict(FinpulseError):
@@ -213,36 +211,37 @@ class Aggregator:
         duplicates = 0
 
         bms, wb, bb = g.bucket_ms, g.window_buckets, g.baseline_buckets
+        lateness_ms, retention_ms = g.lateness_ms, g.retention_buckets * bms
         min_neg = cfg.min_negative_count
-
-        def full(b: int) -> Counts:
-            # read-only result: slide() only adds/subtracts it, so sharing _ZERO is safe
-            s, d = stored.get(b), deltas.get(b)
-            if d is None:
-                return s if s is not None else _ZERO
-            return d if s is None else s + d
-
-        def known() -> set[int]:
-            return stored.keys() | deltas.keys()
+        layers = (stored, deltas)
+        slide = g.slide_layers
 
         for idx, ev in events:
             t = ev.event_time_ms
             prev = seen.get(ev.id)
             if prev is None:
                 prev = seen_before.get(ev.id)
-            if prev is not None and (clock is None or prev >= g.seen_cutoff_ms(clock)):
+            # the rules of WindowGeometry.seen_cutoff_ms and is_late, inlined (hot loop)
+            if prev is not None and (clock is None or prev >= clock - retention_ms):
                 duplicates += 1
                 continue
-            if g.is_late(t, clock):
+            if clock is not None and t < clock - lateness_ms:
                 late.append((idx, ev))
                 continue
             if clock is None:
                 clock = t
             elif t > clock:
-                g.slide(window, baseline, g.bucket(clock), g.bucket(t), full, known)
+                slide(window, baseline, clock // bms, t // bms, layers)
                 clock = t
-            c = Counts.of_event(ev.sentiment, ev.negative_prob)
-            b = t // g.bucket_ms
+            sentiment = ev.sentiment
+            micros = round(ev.negative_prob * MICROS)
+            c = Counts(
+                int(sentiment == "negative"),
+                int(sentiment == "neutral"),
+                int(sentiment == "positive"),
+                micros,
+            )
+            b = t // bms
             d = deltas.get(b)
             if d is None:
                 deltas[b] = c.copy()
@@ -254,7 +253,7 @@ class Aggregator:
             elif b > cb - bb:
                 baseline.add(c)
             seen[ev.id] = t
-            items.append((idx, b, c.neg_prob_micros, ev))
+            items.append((idx, b, micros, ev))
             # evaluate() would return (det, None) here; skip it (hot path)
             if det.status == "idle" and window.neg < min_neg:
                 continue

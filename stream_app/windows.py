@@ -19,7 +19,7 @@ mirrors it), so a batch reads O(clock advance) buckets instead of a day of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from stream_app.config import WindowSettings
@@ -104,6 +104,13 @@ def _visit(r: range, known: Callable[[], Iterable[int]] | None) -> Iterable[int]
     if known is None or len(r) <= _SPARSE_FROM:
         return r
     return [b for b in known() if b in r]
+
+
+def _present(r: range, layer: Mapping[int, Counts]) -> Iterable[int]:
+    """The buckets of ``r`` that ``layer`` holds, by the cheaper of the two scans."""
+    if len(r) <= len(layer):
+        return [b for b in r if b in layer]
+    return [b for b in layer if b in r]
 
 
 def sum_counts(buckets: Mapping[int, Counts], indices: Iterable[int]) -> Counts:
@@ -204,6 +211,37 @@ class WindowGeometry:
             baseline.add(c)
         for b in _visit(expired, known):
             baseline.sub(full(b))
+
+    def slide_layers(
+        self,
+        window: Counts,
+        baseline: Counts,
+        b1: int,
+        b2: int,
+        layers: Sequence[Mapping[int, Counts]],
+    ) -> None:
+        """``slide`` where bucket ``b``'s count is the sum of ``layer.get(b)`` over ``layers``.
+
+        The aggregator's hot path (stored counts + this batch's deltas): sums are linear,
+        so each layer slides on its own, and a layer with fewer entries than a transition
+        range is scanned by its keys. Absent buckets cost nothing.
+        """
+        if b2 <= b1:
+            return
+        if b2 - b1 >= self.baseline_buckets:
+            for c in (window, baseline):
+                c.neg = c.neu = c.pos = c.neg_prob_micros = 0
+            return
+        to_baseline, expired = self.transition_ranges(b1, b2)
+        for layer in layers:
+            if not layer:
+                continue
+            for b in _present(to_baseline, layer):
+                c = layer[b]
+                window.sub(c)
+                baseline.add(c)
+            for b in _present(expired, layer):
+                baseline.sub(layer[b])
 
     def place(self, bucket: int, clock_ms: int) -> str | None:
         """Which sum a bucket belongs to at ``clock_ms``: 'window', 'baseline' or None."""

@@ -137,3 +137,27 @@ def test_sparse_slide_equals_dense_slide(buckets: dict[int, Counts], clocks: lis
         WIDE.slide(*sparse, b1, b2, full, known=stored.keys)
         assert dense == sparse
         b1 = b2
+
+
+@given(
+    st.dictionaries(st.integers(0, 600), counts, max_size=30),
+    st.dictionaries(st.integers(0, 600), counts, max_size=30),
+    st.lists(st.integers(0, 700), min_size=2, max_size=8).map(sorted),
+)
+def test_slide_layers_equals_slide_of_the_sum(
+    stored: dict[int, Counts], deltas: dict[int, Counts], clocks: list[int]
+) -> None:
+    """Sliding stored counts and batch deltas as separate layers = sliding their sum."""
+    b1 = clocks[0]
+    stored = {b: c for b, c in stored.items() if b <= b1}
+    deltas = {b: c for b, c in deltas.items() if b <= b1}
+    total = {b: stored.get(b, Counts()) + deltas.get(b, Counts()) for b in stored | deltas}
+    start_w = sum_counts(total, WIDE.window_range(b1 * 1000))
+    start_b = sum_counts(total, WIDE.baseline_range(b1 * 1000))
+    summed = (start_w.copy(), start_b.copy())
+    layered = (start_w.copy(), start_b.copy())
+    for b2 in clocks[1:]:
+        WIDE.slide(*summed, b1, b2, lambda b: total.get(b, Counts()))
+        WIDE.slide_layers(*layered, b1, b2, (stored, deltas))
+        assert summed == layered
+        b1 = b2
