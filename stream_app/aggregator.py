@@ -231,7 +231,8 @@ class Aggregator:
             if clock is None:
                 clock = t
             elif t > clock:
-                slide(window, baseline, clock // bms, t // bms, layers)
+                if t // bms > clock // bms:
+                    slide(window, baseline, clock // bms, t // bms, layers)
                 clock = t
             sentiment = ev.sentiment
             micros = round(ev.negative_prob * MICROS)
@@ -244,7 +245,7 @@ class Aggregator:
             b = t // bms
             d = deltas.get(b)
             if d is None:
-                deltas[b] = c.copy()
+                deltas[b] = c  # fresh object, only read below: no copy needed
             else:
                 d.add(c)
             cb = clock // bms
@@ -263,9 +264,13 @@ class Aggregator:
             if tr is not None:
                 fired.append(_Fired(idx, tr, ev, clock))
 
+        # Evidence of buckets below the final window is never read again (the stores prune
+        # it on commit): only this batch's alerts need it, and they take it from ``items``.
+        first_evidence = g.window_range(clock).start if clock is not None else 0
         by_bucket: dict[int, list[tuple[int, int, int, EntityEvent]]] = {}
         for x in items:
-            by_bucket.setdefault(x[1], []).append(x)
+            if x[1] >= first_evidence:
+                by_bucket.setdefault(x[1], []).append(x)
         k = cfg.evidence_size
         evidence = {
             b: [_evidence(x) for x in heapq.nsmallest(k, v, key=_rank)]
@@ -289,7 +294,7 @@ class Aggregator:
             late=len(late),
             duplicates=duplicates,
             first_kept_bucket=g.first_kept_bucket(clock) if clock is not None else 0,
-            first_evidence_bucket=g.window_range(clock).start if clock is not None else 0,
+            first_evidence_bucket=first_evidence,
             seen_cutoff_ms=g.seen_cutoff_ms(clock) if clock is not None else 0,
         )
         return _Run(snap.entity, commit, fired, items, late, duplicates, len(seen))

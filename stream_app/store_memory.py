@@ -59,10 +59,16 @@ class MemoryWindowStore:
             if e.clock_ms is not None:
                 b1 = geometry.bucket(e.clock_ms)
                 b2 = geometry.bucket(max(req.max_event_ms, e.clock_ms))
+                stored = e.buckets
                 for r in geometry.transition_ranges(b1, b2):
-                    for b in r:
-                        if b in e.buckets:
-                            buckets[b] = e.buckets[b].copy()
+                    # scan whichever is shorter: the range or the entity's buckets
+                    found = (
+                        [b for b in r if b in stored]
+                        if len(r) <= len(stored)
+                        else [b for b in stored if b in r]
+                    )
+                    for b in found:
+                        buckets[b] = stored[b].copy()
             out[req.entity] = EntitySnapshot(
                 entity=req.entity,
                 version=e.version,
