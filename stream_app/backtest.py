@@ -199,43 +199,58 @@ async def _run(
 
     items = [f.item for f in feed.items]
     batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    pending: list[EntityEvent] = []
+    pending_items = 0
+
+    async def take(n_items: int, result: Any, bar: Any) -> None:
+        nonlocal pending, pending_items
+        scored = list(result.scored)
+        run.scored += len(scored)
+        run.dead_lettered["predictor_failure"] += len(result.failed)
+        for entry in result.failed[: max(0, 5 - len(run.failures))]:
+            run.failures.append(entry[1])
+        if scored and run.model_version is None:
+            run.model_version = scored[0].model_version
+        events = to_entity_events(scored)
+        _count_buckets(run, events, bucket_ms)
+        pending += events
+        pending_items += n_items
+        if len(pending) >= aggregate_batch_size:
+            await aggregate(pending)
+            bar.update(pending_items)
+            pending, pending_items = [], 0
+
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
     room, stop = threading.Semaphore(_QUEUE_BATCHES), threading.Event()
-    pending: list[EntityEvent] = []
-    pending_items = 0
     started = time.perf_counter()
-    # The model scores small batches in its own thread (what the predictor is tuned for)
-    # while the aggregator takes large ones: its results do not depend on batch cuts, and
-    # each batch costs a store read/commit per entity, so fewer batches is less work.
+    # The model scores small batches (what the predictor is tuned for) while the aggregator
+    # takes large ones: its results do not depend on batch cuts, and each aggregator batch
+    # costs a store read/commit per entity, so fewer batches is less work.
     with (
         ThreadPoolExecutor(1, thread_name_prefix="backtest-model") as pool,
         tqdm(total=len(items), unit="item", desc="backtest", disable=not progress) as bar,
     ):
-        producer = loop.run_in_executor(pool, _score_all, scorer, batches, loop, queue, room, stop)
+        # While a prediction cache answers everything, scoring is pure Python: in a second
+        # thread it would only contend for the GIL. At the first miss the model is needed,
+        # and from then on it runs in its own thread, overlapped with the aggregator.
+        k = 0
+        misses = getattr(predictor, "misses", None)
+        while isinstance(misses, int) and k < len(batches):
+            await take(len(batches[k]), scorer.score(batches[k]), bar)
+            k += 1
+            if predictor.misses != misses:
+                break
+        rest = batches[k:]
+        producer = loop.run_in_executor(pool, _score_all, scorer, rest, loop, queue, room, stop)
         try:
-            for _ in range(len(batches)):
+            for _ in range(len(rest)):
                 got = await queue.get()
                 room.release()
                 if isinstance(got, BaseException):
                     raise got
                 n_items, result = got
-                scored = list(result.scored)
-                run.scored += len(scored)
-                run.dead_lettered["predictor_failure"] += len(result.failed)
-                for entry in result.failed[: max(0, 5 - len(run.failures))]:
-                    run.failures.append(entry[1])
-                if scored and run.model_version is None:
-                    run.model_version = scored[0].model_version
-                events = to_entity_events(scored)
-                _count_buckets(run, events, bucket_ms)
-                pending += events
-                pending_items += n_items
-                if len(pending) >= aggregate_batch_size:
-                    await aggregate(pending)
-                    pending = []
-                    bar.update(pending_items)
-                    pending_items = 0
+                await take(n_items, result, bar)
             if pending:
                 await aggregate(pending)
             bar.update(pending_items)

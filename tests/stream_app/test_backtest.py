@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,8 @@ import pytest
 from models.predictor import Prediction
 from stream_app.backtest import BacktestError, apply_overrides, main, run_backtest
 from stream_app.config import Settings
-from stream_app.feeds import load_feed
+from stream_app.feeds import LoadedFeed, load_feed
+from stream_app.prediction_cache import CachingPredictor, PredictionCache
 from stream_app.schemas import Alert
 
 BASE = Settings()  # type: ignore[call-arg]
@@ -91,6 +93,40 @@ def _burst_feed(path: Path) -> Path:
 
 def _keys(alerts: Sequence[Alert]) -> list[dict[str, object]]:
     return [a.parity_key() for a in alerts]
+
+
+class ThreadRecordingPredictor(KeywordPredictor):
+    """Records which thread each model call ran in."""
+
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        self.threads.append(threading.current_thread().name)
+        return super().predict(texts)
+
+
+def test_cold_partly_warm_and_warm_cache_runs_agree(tmp_path: Path) -> None:
+    """Warm batches are scored inline, the rest in the model thread: same results."""
+    feed = load_feed(_burst_feed(tmp_path / "f.jsonl"), BASE)
+    reference = run_backtest(feed, BASE, KeywordPredictor(), batch_size=16)
+    cache = PredictionCache.in_dir(tmp_path / "cache")
+    half = LoadedFeed(feed.items[: len(feed.items) // 2], feed.bad, feed.filtered)
+    inner = ThreadRecordingPredictor()
+    runs = []
+    for f in (half, feed, feed):  # warms the first half, then the rest, then nothing
+        predictor = CachingPredictor(cache, inner.model_version, lambda: inner)
+        runs.append((run_backtest(f, BASE, predictor, batch_size=16), predictor.misses))
+    (_, cold_misses), (partly, partly_misses), (warm, warm_misses) = runs
+    assert cold_misses > 0
+    assert partly_misses > 0
+    assert warm_misses == 0
+    for run in (partly, warm):
+        assert _keys(run.alerts) == _keys(reference.alerts)
+        assert run.buckets == reference.buckets
+        assert run.scored == reference.scored
+    # after the first miss, the model ran in its own thread (overlapped with aggregation)
+    assert any(name.startswith("backtest-model") for name in inner.threads)
 
 
 def test_alerts_do_not_depend_on_batch_size(tmp_path: Path) -> None:
