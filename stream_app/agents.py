@@ -28,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from stream_app.config import Settings
 from stream_app.metrics import Metrics
-from stream_app.schemas import DeadLetter, DeadLetterReason, EntityEvent, NewsItem
+from stream_app.schemas import DeadLetter, EntityEvent, NewsItem
 from stream_app.validation import InvalidRecord, parse_news
 from stream_app.web import HealthState
 
@@ -37,7 +37,6 @@ __all__ = [
     "Publisher",
     "Record",
     "ScoreStage",
-    "ScoredBatch",
     "run_with_retry",
 ]
 
@@ -77,16 +76,6 @@ async def publish_all(
     """Send all, then wait for every acknowledgement (sends pipeline; acks are awaited once)."""
     pending = [await publisher.send(topic, key, value) for topic, key, value in messages]
     await asyncio.gather(*pending)
-
-
-@dataclass(frozen=True, slots=True)
-class ScoredBatch:
-    """A scored micro-batch ready to publish: its records and every message it produces."""
-
-    records: Sequence[Record]
-    scored: int
-    dead_reasons: list[DeadLetterReason]
-    messages: list[tuple[str, bytes | None, bytes]]
 
 
 class _ScorerLike(Protocol):
@@ -154,10 +143,6 @@ class ScoreStage:
 
     async def process(self, records: Sequence[Record]) -> tuple[int, int]:
         """Returns (scored, dead-lettered); their sum is ``len(records)``."""
-        return await self.publish(await self.prepare(records))
-
-    async def prepare(self, records: Sequence[Record]) -> ScoredBatch:
-        """Validate and score: everything but the broker, so it can overlap a publish."""
         s = self._settings
         items, origin, dead = self._validate(records)
         scored: list[Any] = []
@@ -185,21 +170,18 @@ class ScoreStage:
             (s.topic_entity_events, e.entity.encode(), e.model_dump_json().encode()) for e in events
         ]
         messages += [(s.topic_deadletter, None, d.model_dump_json().encode()) for d in dead]
-        return ScoredBatch(records, len(scored), [d.reason for d in dead], messages)
+        await publish_all(self._publisher, messages)
 
-    async def publish(self, batch: ScoredBatch) -> tuple[int, int]:
-        """Publish a prepared batch; returns once the broker acknowledged all of it."""
-        await publish_all(self._publisher, batch.messages)
         m = self._metrics
         now_ms = time.time() * 1000
-        m.records_in.inc(len(batch.records))
-        m.scored.inc(batch.scored)
-        m.dead_lettered(batch.dead_reasons)
-        m.batch_size.labels(agent=self.agent).observe(len(batch.records))
-        for rec in batch.records:
+        m.records_in.inc(len(records))
+        m.scored.inc(len(scored))
+        m.dead_lettered(d.reason for d in dead)
+        m.batch_size.labels(agent=self.agent).observe(len(records))
+        for rec in records:
             if rec.timestamp_ms and rec.timestamp_ms > 0:
                 m.publish_to_scored_seconds.observe(max(0.0, (now_ms - rec.timestamp_ms) / 1000))
-        return batch.scored, len(batch.dead_reasons)
+        return len(scored), len(dead)
 
 
 def _failures(result: Any) -> list[tuple[NewsItem, str]]:

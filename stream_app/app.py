@@ -25,7 +25,7 @@ from typing import Any
 
 import faust
 
-from stream_app.agents import AggregateStage, Record, ScoredBatch, ScoreStage, run_with_retry
+from stream_app.agents import AggregateStage, Record, ScoreStage, run_with_retry
 from stream_app.broker import ensure_topics, faust_credentials
 from stream_app.config import Settings
 from stream_app.metrics import Metrics
@@ -197,7 +197,7 @@ def create_app(
             settings.topic_entity_events: entity_events,
             settings.topic_alerts: topic(settings.topic_alerts),
             settings.topic_deadletter: topic(settings.topic_deadletter),
-        },
+        }
     )
 
     metrics = Metrics()
@@ -224,45 +224,9 @@ def create_app(
             for event in events:
                 await stream.ack(event)
 
-    async def publish_then_ack(stream: Any, batch: ScoredBatch, events: Sequence[Any]) -> None:
-        await run_with_retry(
-            score_stage.agent,
-            functools.partial(score_stage.publish, batch),
-            health=health,
-            metrics=metrics,
-            max_backoff=backoff,
-            stopping=lambda: bool(app.should_stop),
-        )
-        for event in events:
-            await stream.ack(event)
-
     @app.agent(news, name="finpulse.score")
     async def score(stream: Any) -> None:
-        # Two-stage pipeline: batch N+1 is validated and scored while batch N's records are
-        # published. Batches are published one after the other (output order = input
-        # order) and each acks its offsets only after the broker acknowledged its outputs.
-        publishing: asyncio.Future[None] | None = None
-        try:
-            async for events in stream.noack_take(
-                settings.batch_size, within=settings.batch_max_wait
-            ):
-                records: Sequence[Record] = [_record(e) for e in events]
-                batch = await run_with_retry(
-                    score_stage.agent,
-                    functools.partial(score_stage.prepare, records),
-                    health=health,
-                    metrics=metrics,
-                    max_backoff=backoff,
-                    stopping=lambda: bool(app.should_stop),
-                )
-                if publishing is not None:
-                    await publishing
-                publishing = asyncio.ensure_future(publish_then_ack(stream, batch, events))
-            if publishing is not None:
-                await publishing
-        finally:
-            if publishing is not None and not publishing.done():
-                publishing.cancel()  # its offsets stay unacknowledged: redelivered
+        await run_batches(stream, score_stage, settings.batch_size)
 
     @app.agent(entity_events, name="finpulse.aggregate")
     async def aggregate(stream: Any) -> None:
