@@ -96,16 +96,6 @@ class Counts:
         return cls(int(n), int(u), int(p), int(m))
 
 
-_SPARSE_FROM = 32
-
-
-def _visit(r: range, known: Callable[[], Iterable[int]] | None) -> Iterable[int]:
-    """The buckets of ``r`` worth reading: all of a short range, else the known ones in it."""
-    if known is None or len(r) <= _SPARSE_FROM:
-        return r
-    return [b for b in known() if b in r]
-
-
 def _present(r: range, layer: Mapping[int, Counts]) -> Iterable[int]:
     """The buckets of ``r`` that ``layer`` holds, by the cheaper of the two scans."""
     if len(r) <= len(layer):
@@ -189,14 +179,11 @@ class WindowGeometry:
         b1: int,
         b2: int,
         full: Callable[[int], Counts],
-        known: Callable[[], Iterable[int]] | None = None,
     ) -> None:
         """Move ``window``/``baseline`` (in place) from clock bucket ``b1`` to ``b2 >= b1``.
 
-        ``full(b)`` is bucket ``b``'s current count (stored + applied in this batch).
-        ``known()``, when given, lists every bucket that may be non-zero: a quiet entity
-        whose clock jumps hours then visits its few real buckets instead of every index
-        in the transition ranges (which made sparse tickers cost O(baseline) per event).
+        ``full(b)`` is bucket ``b``'s current count. The plain form of the rule, kept as the
+        reference that ``slide_layers`` (the aggregator's hot path) is tested against.
         """
         if b2 <= b1:
             return
@@ -205,11 +192,11 @@ class WindowGeometry:
                 c.neg = c.neu = c.pos = c.neg_prob_micros = 0
             return
         to_baseline, expired = self.transition_ranges(b1, b2)
-        for b in _visit(to_baseline, known):
+        for b in to_baseline:
             c = full(b)
             window.sub(c)
             baseline.add(c)
-        for b in _visit(expired, known):
+        for b in expired:
             baseline.sub(full(b))
 
     def slide_layers(
