@@ -1,0 +1,129 @@
+"""Company linker speed: headlines/s on one core, table load, 100k user aliases load + memory.
+
+Texts are every distinct headline of the vendored corpus (data/twitter-financial-news);
+linking runs single-threaded in this process (one core). Targets (issue 10): >= 50,000
+headlines/s, packaged table load < 1 s, 100,000 user aliases load < 2 s with bounded
+memory, a 10,000-character pathological headline stays bounded and fast. Prints Markdown
+rows for BENCHMARKS.md.
+
+    python -m bench.bench_linking --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gc
+import os
+import platform
+import random
+import string
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from stream_app.core.linking import CompanyLinker, read_alias_rows
+
+ROOT = Path(__file__).resolve().parent.parent
+ALIASES = ROOT / "finpulse" / "data" / "aliases"
+
+
+def corpus_dir() -> Path:
+    for p in (ROOT / "finpulse" / "data" / "twitter-financial-news",
+              ROOT / "data" / "twitter-financial-news"):
+        if p.exists():
+            return p
+    raise SystemExit("vendored corpus not found")
+
+
+def headlines() -> list[str]:
+    seen: dict[str, None] = {}
+    for path in sorted(corpus_dir().glob("*.csv")):
+        with path.open(encoding="utf-8", newline="") as f:
+            for row in csv.DictReader(f):
+                seen.setdefault(row["text"], None)
+    return list(seen)
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def packaged() -> CompanyLinker:
+    return CompanyLinker.from_files(
+        ALIASES / "aliases.csv", ALIASES / "overrides.csv", ALIASES / "stoplist.csv")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--user-aliases", type=int, default=100_000)
+    args = ap.parse_args()
+    today = datetime.now(UTC).date().isoformat()
+    print(f"{today}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}")
+    print("| metric | measured | target | met |\n|---|---:|---|---|")
+
+    loads = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        linker = packaged()
+        loads.append(time.perf_counter() - t0)
+    load = min(loads)
+    print(f"| packaged table load ({len(linker):,} aliases) | {load * 1000:.1f} ms | < 1 s | "
+          f"{'yes' if load < 1 else '**no**'} |")
+
+    texts = headlines()
+    best = float("inf")
+    n_links = 0
+    for _ in range(args.rounds):
+        gc.collect()
+        t0 = time.perf_counter()
+        n_links = sum(len(linker.link(t)) for t in texts)
+        best = min(best, time.perf_counter() - t0)
+    rate = len(texts) / best
+    print(f"| link() throughput, one core ({len(texts):,} corpus headlines, best of "
+          f"{args.rounds}) | {rate:,.0f} headlines/s ({best / len(texts) * 1e6:.1f} us each; "
+          f"{n_links:,} links) | >= 50,000/s | {'yes' if rate >= 50_000 else '**no**'} |")
+
+    names = [a for a, _, _ in read_alias_rows(ALIASES / "aliases.csv")]
+    patho = [(", ".join(random.Random(i).sample(names, 800)))[:10_000] for i in range(20)]
+    patho.append(("Tesla recalls cars. " * 600)[:10_000])
+    t0 = time.perf_counter()
+    worst_links = max(len(linker.link(p, max_links=16)) for p in patho)
+    per = (time.perf_counter() - t0) / len(patho)
+    print(f"| pathological 10,000-char headline (every alias / repeated name) | "
+          f"{per * 1000:.2f} ms each, <= {worst_links} links | bounded | "
+          f"{'yes' if worst_links <= 16 else '**no**'} |")
+
+    rng = random.Random(7)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "user.csv"
+        with path.open("w", encoding="utf-8") as f:
+            f.write("alias,ticker\n")
+            for i in range(args.user_aliases):
+                words = " ".join("".join(rng.choices(string.ascii_lowercase, k=rng.randint(4, 9)))
+                                 .capitalize() for _ in range(rng.randint(1, 3)))
+                sym = "".join(rng.choices(string.ascii_uppercase, k=4))
+                f.write(f"{words} {i},{sym}\n")
+        gc.collect()
+        before = rss_mib()
+        t0 = time.perf_counter()
+        big = CompanyLinker.from_files(
+            ALIASES / "aliases.csv", ALIASES / "overrides.csv", ALIASES / "stoplist.csv", path)
+        took = time.perf_counter() - t0
+        grown = rss_mib() - before
+        t0 = time.perf_counter()
+        for t in texts[:5000]:
+            big.link(t)
+        big_rate = 5000 / (time.perf_counter() - t0)
+    print(f"| {args.user_aliases:,} user aliases: load | {took:.2f} s, +{grown:.0f} MiB RSS "
+          f"| < 2 s, bounded | {'yes' if took < 2 else '**no**'} |")
+    print(f"| link() with {args.user_aliases:,} user aliases loaded | {big_rate:,.0f} "
+          f"headlines/s | | |")
+
+
+if __name__ == "__main__":
+    main()
