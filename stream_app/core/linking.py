@@ -55,8 +55,11 @@ __all__ = [
     "AliasRule",
     "CompanyLinker",
     "NameLink",
+    "Via",
+    "merge_links",
     "read_alias_rows",
     "read_user_aliases",
+    "relevance",
 ]
 
 MAX_ALIAS_CHARS: Final = 100
@@ -144,12 +147,14 @@ class AliasFileError(FinpulseError):
 
 @dataclass(frozen=True, slots=True)
 class NameLink:
-    """One company a text names: ``text[span[0]:span[1]]`` is its first accepted mention."""
+    """One company a text names: ``text[span[0]:span[1]]`` is its first accepted mention
+    (``span`` is None only for an explicit ``tickers`` entry, see ``merge_links``)."""
 
     ticker: str
-    span: tuple[int, int]
+    span: tuple[int, int] | None
     relevance: float
     via: Via = "name"
+    mentions: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,14 +382,44 @@ class CompanyLinker:
                 break
         if not first:
             return []
-        scale = 1.0 / math.sqrt(len(first))
-        out = []
-        for ticker, span in first.items():
-            position = 1.0 - 0.6 * min(span[0] / max(n_text, 1), 0.5)
-            rel = min(1.0, position + 0.1 * (mentions[ticker] - 1)) * scale
-            out.append(NameLink(ticker, span, round(rel, 4)))
-        out.sort(key=lambda lk: (-lk.relevance, lk.span[0]))
+        n = len(first)
+        out = [NameLink(t, span, relevance(span[0], n_text, mentions[t], n), "name", mentions[t])
+               for t, span in first.items()]
+        out.sort(key=_by_relevance)
         return out
+
+
+def _by_relevance(link: NameLink) -> tuple[float, int]:
+    return (-link.relevance, link.span[0] if link.span else -1)
+
+
+def relevance(start: int | None, text_len: int, mentions: int, companies: int) -> float:
+    """``position * 1/sqrt(companies)``; ``start`` None (an explicit ``tickers`` field) is
+    a subject. Position falls from 1.0 at the start to 0.7 at or after the middle, plus
+    0.1 per further mention (capped at 1). Rounded to 4 places (stable on the wire)."""
+    position = 1.0 if start is None else 1.0 - 0.6 * min(start / max(text_len, 1), 0.5)
+    return round(min(1.0, position + 0.1 * (mentions - 1)) / math.sqrt(max(companies, 1)), 4)
+
+
+def merge_links(
+    explicit: Iterable[tuple[str, Via, tuple[int, int] | None]],
+    names: Iterable[NameLink],
+    text_len: int,
+    max_links: int,
+) -> list[NameLink]:
+    """Explicit entities (``tickers`` field, cashtags) first and in their order, then name
+    links for tickers not already present; at most ``max_links``; relevance recomputed
+    over the merged company count, so a name beside three cashtags counts for less."""
+    merged: dict[str, tuple[Via, tuple[int, int] | None, int]] = {}
+    for ticker, via, span in explicit:
+        if ticker not in merged and len(merged) < max_links:
+            merged[ticker] = (via, span, 1)
+    for link in names:
+        if link.ticker not in merged and len(merged) < max_links:
+            merged[link.ticker] = ("name", link.span, link.mentions)
+    n = len(merged)
+    return [NameLink(t, span, relevance(span[0] if span else None, text_len, m, n), via, m)
+            for t, (via, span, m) in merged.items()]
 
 
 def _variants(alias: str) -> Iterator[str]:

@@ -15,6 +15,7 @@ from stream_app.core.linking import (
     AliasFileError,
     AliasRule,
     CompanyLinker,
+    merge_links,
     read_alias_rows,
     read_user_aliases,
 )
@@ -205,3 +206,16 @@ def test_gold_precision_and_recall(packaged: CompanyLinker) -> None:
     precision, recall = tp / (tp + fp), tp / (tp + fn)
     assert precision >= 0.95, (precision, tp, fp)
     assert recall >= 0.90, (recall, tp, fn)
+
+
+def test_merge_keeps_explicit_precedence_and_bounds(packaged: CompanyLinker) -> None:
+    text = "$TSLA Tesla and Ford recall cars"
+    names = packaged.link(text)
+    assert [lk.ticker for lk in names] == ["TSLA", "F"]
+    merged = merge_links([("TSLA", "cashtag", (0, 5)), ("GM", "field", None)], names,
+                         len(text), max_links=3)
+    assert [(lk.ticker, lk.via, lk.span) for lk in merged] == [
+        ("TSLA", "cashtag", (0, 5)), ("GM", "field", None), ("F", "name", (16, 20))]
+    assert merged[1].relevance == round(1 / 3 ** 0.5, 4)  # a field ticker is a subject
+    assert merged[2].relevance < merged[0].relevance
+    assert len(merge_links([], names, len(text), max_links=1)) == 1
