@@ -112,7 +112,7 @@ _BROKER_STRONG_AFTER: Final = frozenset({
 })
 _BROKER_WEAK_AFTER: Final = frozenset({
     "cuts", "raises", "lifts", "lowers", "trims", "boosts", "hikes", "bumps", "slashes",
-    "upgrade", "downgrade", "moves", "takes", "adds", "names", "puts", "keeps",
+    "upgrade", "downgrade", "moves", "takes", "adds", "names", "puts", "keeps", "tells",
 })
 _RATING_WORDS: Final = frozenset({
     "buy", "sell", "hold", "neutral", "overweight", "underweight", "outperform",

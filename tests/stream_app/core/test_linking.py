@@ -195,6 +195,7 @@ def test_gold_precision_and_recall(packaged: CompanyLinker) -> None:
     assert len(rows) >= 300
     assert sum("$" not in r["text"] for r in rows) >= 0.8 * len(rows)
     tp = fp = fn = 0
+    errors: list[str] = []
     for r in rows:
         gold = set(r["tickers"])
         assert gold <= universe, r
@@ -203,9 +204,12 @@ def test_gold_precision_and_recall(packaged: CompanyLinker) -> None:
         tp += len(pred & gold)
         fp += len(pred - gold)
         fn += len(gold - pred)
+        if pred != gold:
+            errors.append(f"FP {sorted(pred - gold)} FN {sorted(gold - pred)}: {r['text'][:90]}")
     precision, recall = tp / (tp + fp), tp / (tp + fn)
-    assert precision >= 0.95, (precision, tp, fp)
-    assert recall >= 0.90, (recall, tp, fn)
+    report = "\n".join(errors)
+    assert precision >= 0.95, f"precision {precision:.3f} ({tp} tp, {fp} fp)\n{report}"
+    assert recall >= 0.90, f"recall {recall:.3f} ({tp} tp, {fn} fn)\n{report}"
 
 
 def test_merge_keeps_explicit_precedence_and_bounds(packaged: CompanyLinker) -> None:
