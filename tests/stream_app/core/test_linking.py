@@ -15,6 +15,7 @@ from stream_app.core.linking import (
     AliasFileError,
     AliasRule,
     CompanyLinker,
+    NameLink,
     merge_links,
     read_alias_rows,
     read_user_aliases,
@@ -28,6 +29,11 @@ GOLD = ROOT / "tests" / "data" / "linking_gold.jsonl"
 
 def tickers(linker: CompanyLinker, text: str) -> list[str]:
     return [lk.ticker for lk in linker.link(text)]
+
+
+def written(text: str, link: NameLink) -> str:
+    assert link.span is not None
+    return text[link.span[0]:link.span[1]]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +58,7 @@ def test_longest_match_wins_and_span_points_at_it(small: CompanyLinker) -> None:
     text = "Apple Hospitality REIT raises its dividend"
     (link,) = small.link(text)
     assert link.ticker == "APLE"
-    assert text[link.span[0]:link.span[1]] == "Apple Hospitality"
+    assert written(text, link) == "Apple Hospitality"
     assert link.via == "name"
 
 
@@ -115,12 +121,12 @@ def test_broker_as_source_is_not_a_link(small: CompanyLinker, packaged: CompanyL
 
 def test_spans_point_at_the_name_as_written(packaged: CompanyLinker) -> None:
     text = "Johnson &amp; Johnson and McDonald’s rally; TESLA slips"
-    found = {lk.ticker: text[lk.span[0]:lk.span[1]] for lk in packaged.link(text)}
+    found = {lk.ticker: written(text, lk) for lk in packaged.link(text)}
     assert found == {"JNJ": "Johnson &amp; Johnson", "MCD": "McDonald’s", "TSLA": "TESLA"}
     # An expanding lower-case mapping (İ -> i̇) must not shift the spans.
     text = "İİİ Tesla recalls cars"
     (link,) = packaged.link(text)
-    assert text[link.span[0]:link.span[1]] == "Tesla"
+    assert written(text, link) == "Tesla"
 
 
 def test_relevance_subject_beats_passing_mention_and_decreases_with_count(
