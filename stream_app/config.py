@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     redis_key_prefix: str = Field("finpulse", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     redis_retry_max_seconds: float = Field(30.0, gt=0)
-    # Redis Cluster client (keys of one entity share a hash tag; see stream_app.redis_client)
+    # Redis Cluster client (keys of one entity share a hash tag; see stream_app.store.client)
     redis_cluster: bool = False
     # TLS for rediss:// URLs: CA bundle to verify the server, client cert/key for mutual TLS
     redis_ssl_ca_certs: Path | None = None

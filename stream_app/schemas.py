@@ -31,6 +31,7 @@ __all__ = [
     "MAX_HEADLINE_CHARS",
     "MAX_ID_CHARS",
     "MAX_TICKERS",
+    "SEVERITIES",
     "TICKER_RE",
     "Alert",
     "AlertState",
@@ -48,7 +49,7 @@ __all__ = [
 ]
 
 # Hard ceilings of the schema itself. The configurable (lower) limits of
-# ``Settings.max_*`` are enforced by ``stream_app.validation.parse_news``.
+# ``Settings.max_*`` are enforced by ``stream_app.core.validation.parse_news``.
 MAX_ID_CHARS: Final = 256
 MAX_HEADLINE_CHARS: Final = 10_000
 MAX_BODY_CHARS: Final = 1_000_000
@@ -86,6 +87,7 @@ DEAD_LETTER_REASONS: Final[tuple[str, ...]] = DeadLetterReason.__args__  # type:
 
 AlertState = Literal["firing", "resolved"]
 Severity = Literal["low", "medium", "high", "critical"]
+SEVERITIES: Final[tuple[str, ...]] = Severity.__args__  # type: ignore[attr-defined]  # ordered
 
 
 def ms_to_datetime(ms: int) -> datetime:

@@ -1,0 +1,128 @@
+"""NewsItem micro-batch -> ScoredNews through the Predictor, isolating poison records.
+
+What is scored: the *headline* only. The model was fine-tuned on short financial
+headlines/tweets; appending body text shifts the input distribution and costs tokens
+for no measured gain, so the body is carried along but not scored.
+
+Failure isolation: when ``predict`` raises (or returns something unusable) for a batch,
+the batch is split in halves and each half retried, recursively; an item that still
+fails *alone* is returned in ``ScoreResult.failed`` with a detail message (the worker
+dead-letters it with reason ``predictor_failure``). One bad record costs O(log n) extra
+calls instead of the whole batch. Failed entries hold the *same* ``NewsItem`` objects
+that were passed in, so callers can map them back to their records by identity.
+
+``score`` is synchronous: the worker runs it in a thread executor.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from models.labels import SENTIMENT_LABELS
+from stream_app.core.entities import entities_for
+from stream_app.schemas import EntityEvent, NewsItem, ScoredNews
+
+__all__ = ["PredictorLike", "ScoreResult", "Scorer", "to_entity_events"]
+
+
+class PredictorLike(Protocol):
+    """``models.predictor.Predictor`` or any fake with the same shape."""
+
+    def predict(self, texts: Sequence[str]) -> Sequence[Any]: ...
+
+
+@dataclass(slots=True)
+class ScoreResult:
+    scored: list[ScoredNews] = field(default_factory=list)
+    failed: list[tuple[NewsItem, str]] = field(default_factory=list)
+
+
+class _Unusable(Exception):
+    """The predictor returned output that cannot be turned into a ScoredNews."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Scorer:
+    def __init__(
+        self, predictor: PredictorLike, *, clock: Callable[[], datetime] = _utcnow
+    ) -> None:
+        self.predictor = predictor
+        self.clock = clock
+        self.calls = 0  # predictor calls, splits included
+
+    def score(self, items: Sequence[NewsItem]) -> ScoreResult:
+        result = ScoreResult()
+        if items:
+            self._score(list(items), self.clock(), result)
+        order = {id(it): i for i, it in enumerate(items)}
+        result.failed.sort(key=lambda f: order[id(f[0])])
+        return result
+
+    def _score(self, items: list[NewsItem], now: datetime, out: ScoreResult) -> None:
+        self.calls += 1
+        try:
+            preds = self.predictor.predict([it.headline for it in items])
+            if len(preds) != len(items):
+                raise _Unusable(f"predictor returned {len(preds)} results for {len(items)} texts")
+            scored = [_scored(it, p, now) for it, p in zip(items, preds, strict=True)]
+        except Exception as exc:  # any predictor failure: isolate the poison record
+            if len(items) == 1:
+                out.failed.append((items[0], f"{type(exc).__name__}: {exc}"[:500]))
+                return
+            mid = len(items) // 2
+            first = ScoreResult()
+            self._score(items[:mid], now, first)
+            self._score(items[mid:], now, first)
+            out.scored += first.scored
+            out.failed += first.failed
+            return
+        out.scored += scored
+
+
+def _scored(item: NewsItem, p: Any, now: datetime) -> ScoredNews:
+    probs = {str(k): float(v) for k, v in dict(p.sentiment_probs).items()}
+    if p.sentiment not in SENTIMENT_LABELS or not all(math.isfinite(v) for v in probs.values()):
+        raise _Unusable(f"unusable prediction: sentiment={p.sentiment!r} probs={probs}")
+    try:
+        return ScoredNews(
+            **item.model_dump(),
+            sentiment=p.sentiment,
+            sentiment_probs=probs,
+            topic=p.topic,
+            topic_prob=min(1.0, max(0.0, float(p.topic_prob))),
+            model_version=p.model_version,
+            entities=entities_for(item, p.topic),
+            scored_at=now,
+        )
+    except ValidationError as exc:
+        raise _Unusable(f"unusable prediction: {exc.errors()[0].get('msg')}") from None
+
+
+def to_entity_events(scored: Sequence[ScoredNews]) -> list[EntityEvent]:
+    """One event per (item, entity), in item order then entity order."""
+    out: list[EntityEvent] = []
+    for s in scored:
+        neg = min(1.0, max(0.0, s.sentiment_probs.get("negative", 0.0)))
+        t = s.event_time_ms
+        for entity in s.entities:
+            out.append(
+                EntityEvent(
+                    entity=entity,
+                    id=s.id,
+                    event_time_ms=t,
+                    sentiment=s.sentiment,
+                    negative_prob=neg,
+                    headline=s.headline,
+                    model_version=s.model_version,
+                )
+            )
+    return out

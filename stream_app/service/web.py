@@ -1,0 +1,165 @@
+"""Read-only HTTP API of the worker: ``/health``, ``/metrics``, ``/entities/{entity}``, ``/alerts``.
+
+The handlers are plain async methods of ``WebApi`` returning a ``Response`` (status, body,
+content type), so they are tested without a web server; ``install`` binds them to Faust's
+aiohttp server. With ``Settings.api_token`` set, every route except ``/health`` (which
+orchestrators probe without credentials and which reveals nothing) needs
+``Authorization: Bearer <token>``; a missing or wrong token is a 401. Nothing here writes
+to Redis or the broker, and no setting that may hold a secret is ever echoed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from stream_app.core.entities import is_valid_entity
+from stream_app.service.health import HealthState
+from stream_app.service.metrics import CONTENT_TYPE_LATEST, Metrics
+
+__all__ = ["ReadStore", "Response", "WebApi", "install"]
+
+JSON = "application/json"
+
+
+class ReadStore(Protocol):
+    """The read helpers of ``RedisWindowStore`` the API serves."""
+
+    async def entity_view(self, entity: str) -> Any: ...
+
+    async def firing_alerts(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str = JSON
+
+
+def _json(status: int, payload: Any) -> Response:
+    return Response(status, json.dumps(payload, default=str, separators=(",", ":")).encode())
+
+
+def _plain(value: Any) -> Any:
+    """pydantic models, dataclasses and mappings -> JSON-ready structures."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+class WebApi:
+    def __init__(
+        self,
+        *,
+        store: Callable[[], ReadStore],
+        metrics: Metrics,
+        health: HealthState,
+        api_token: str | None,
+        ping: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._health = health
+        self._token = api_token.encode() if api_token else None
+        self._ping = ping
+
+    def authorized(self, authorization: str | None) -> bool:
+        if self._token is None:
+            return True
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(given.strip().encode(), self._token)
+
+    async def health(self) -> Response:
+        redis_ok = True
+        if self._ping is not None:
+            try:
+                redis_ok = await self._ping()
+            except Exception:
+                redis_ok = False
+        h = self._health
+        ok = redis_ok and not h.failing
+        return _json(
+            200 if ok else 503,
+            {
+                "status": "ok" if ok else "degraded",
+                "app_id": h.app_id,
+                "model_version": h.model_version,
+                "redis": "ok" if redis_ok else "unreachable",
+                "failing_agents": dict(h.failing),
+                "last_batch_at": dict(h.last_batch_at),
+                "uptime_seconds": round(time.time() - h.started_at, 3),
+            },
+        )
+
+    async def metrics(self, authorization: str | None) -> Response:
+        if not self.authorized(authorization):
+            return _unauthorized()
+        return Response(200, self._metrics.render(), CONTENT_TYPE_LATEST)
+
+    async def entity(self, entity: str, authorization: str | None) -> Response:
+        if not self.authorized(authorization):
+            return _unauthorized()
+        if not is_valid_entity(entity):
+            return _json(
+                400,
+                {"error": "invalid entity", "expected": "market, ticker:<SYMBOL> or topic:<slug>"},
+            )
+        view = await self._store().entity_view(entity)
+        if view is None:
+            return _json(404, {"error": "unknown entity", "entity": entity})
+        return _json(200, _plain(view))
+
+    async def alerts(self, authorization: str | None) -> Response:
+        if not self.authorized(authorization):
+            return _unauthorized()
+        firing: Sequence[Any] = await self._store().firing_alerts()
+        return _json(200, {"firing": _plain(list(firing))})
+
+
+def _unauthorized() -> Response:
+    return _json(401, {"error": "missing or wrong bearer token"})
+
+
+def install(app: Any, api: WebApi) -> None:
+    """Register the routes on a ``faust.App``'s web server."""
+
+    def reply(view: Any, response: Response) -> Any:
+        # As a header: aiohttp refuses a charset inside its content_type argument.
+        headers = {"Content-Type": response.content_type}
+        return view.bytes(response.body, status=response.status, headers=headers)
+
+    def auth(request: Any) -> str | None:
+        value = request.headers.get("Authorization")
+        return str(value) if value is not None else None
+
+    @app.page("/health")
+    async def health(view: Any, request: Any) -> Any:
+        return reply(view, await api.health())
+
+    @app.page("/metrics")
+    async def metrics(view: Any, request: Any) -> Any:
+        return reply(view, await api.metrics(auth(request)))
+
+    @app.page("/entities/{entity}")
+    async def entity(view: Any, request: Any, entity: str) -> Any:
+        return reply(view, await api.entity(entity, auth(request)))
+
+    @app.page("/alerts")
+    async def alerts(view: Any, request: Any) -> Any:
+        return reply(view, await api.alerts(auth(request)))

@@ -1,0 +1,110 @@
+"""Scorer: split-and-retry isolates poison records; entity fan-out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream_app.core.scoring import Scorer, to_entity_events
+from stream_app.schemas import NewsItem
+
+NOW = datetime(2026, 11, 23, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class FakePrediction:
+    sentiment: str
+    sentiment_probs: dict[str, float]
+    topic: str
+    topic_prob: float
+    model_version: str
+
+
+class FakePredictor:
+    """'bad' in a headline makes the whole call fail, like a poison record would."""
+
+    model_version = "fake-1"
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def predict(self, texts: Sequence[str]) -> list[FakePrediction]:
+        self.calls.append(len(texts))
+        if any("bad" in t for t in texts):
+            raise RuntimeError("poison")
+        return [
+            FakePrediction(
+                "negative" if "down" in t else "neutral",
+                {"negative": 0.9 if "down" in t else 0.1, "neutral": 0.1, "positive": 0.0},
+                "Earnings",
+                0.8,
+                self.model_version,
+            )
+            for t in texts
+        ]
+
+
+def _item(i: int, headline: str) -> NewsItem:
+    return NewsItem(
+        id=f"n{i}", headline=headline, tickers=["AAPL"], published_at=1_700_000_000_000 + i
+    )
+
+
+def test_scores_headlines_and_fans_out() -> None:
+    items = [_item(0, "AAPL down"), _item(1, "AAPL flat")]
+    res = Scorer(FakePredictor(), clock=lambda: NOW).score(items)
+    assert res.failed == []
+    assert [s.sentiment for s in res.scored] == ["negative", "neutral"]
+    assert res.scored[0].entities == ["ticker:AAPL", "topic:earnings", "market"]
+    assert res.scored[0].scored_at == NOW
+    events = to_entity_events(res.scored)
+    assert [(e.entity, e.id) for e in events[:3]] == [
+        ("ticker:AAPL", "n0"),
+        ("topic:earnings", "n0"),
+        ("market", "n0"),
+    ]
+    assert events[0].negative_prob == 0.9
+    assert events[0].event_time_ms == items[0].event_time_ms
+
+
+@settings(max_examples=60)
+@given(st.lists(st.booleans(), min_size=1, max_size=40))
+def test_only_poison_items_fail(bad: list[bool]) -> None:
+    items = [_item(i, "bad news" if b else f"fine {i}") for i, b in enumerate(bad)]
+    pred = FakePredictor()
+    res = Scorer(pred, clock=lambda: NOW).score(items)
+    poison = [it for it, b in zip(items, bad, strict=True) if b]
+    assert [f[0] for f in res.failed] == poison
+    assert all(f[0] is it for f, it in zip(res.failed, poison, strict=True))  # same objects
+    assert {s.id for s in res.scored} == {it.id for it, b in zip(items, bad, strict=False) if not b}
+    assert all("poison" in f[1] for f in res.failed)
+    # isolation is cheap: at most ~2 calls per level per poison item
+    assert len(pred.calls) <= 1 + 2 * max(1, sum(bad)) * (len(items).bit_length() + 1)
+
+
+def test_wrong_length_and_unusable_predictions_are_isolated() -> None:
+    class Short(FakePredictor):
+        def predict(self, texts: Sequence[str]) -> list[FakePrediction]:
+            out = super().predict([t.replace("weird", "") for t in texts])
+            return [
+                FakePrediction("???", p.sentiment_probs, p.topic, p.topic_prob, p.model_version)
+                if "weird" in t
+                else p
+                for t, p in zip(texts, out, strict=False)
+            ]
+
+    items = [_item(0, "ok"), _item(1, "weird one"), _item(2, "ok too")]
+    res = Scorer(Short(), clock=lambda: NOW).score(items)
+    assert [f[0].id for f in res.failed] == ["n1"]
+    assert "unusable" in res.failed[0][1]
+    assert [s.id for s in res.scored] == ["n0", "n2"]
+
+
+def test_empty_batch() -> None:
+    pred = FakePredictor()
+    res = Scorer(pred).score([])
+    assert (res.scored, res.failed, pred.calls) == ([], [], [])

@@ -1,0 +1,116 @@
+"""Prediction cache: hits skip the model, versions never mix, values round-trip exactly."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from models.predictor import Prediction
+from stream_app.offline.prediction_cache import (
+    CachingPredictor,
+    PredictionCache,
+    PredictionCacheError,
+)
+
+
+class CountingPredictor:
+    """A deterministic stand-in model that records every text it is asked about."""
+
+    def __init__(self, version: str) -> None:
+        self.model_version = version
+        self.seen: list[str] = []
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        self.seen.extend(texts)
+        return [
+            Prediction(
+                sentiment="negative" if "down" in t else "neutral",
+                sentiment_probs={"negative": len(t) / 1000, "neutral": 0.5, "positive": 0.1},
+                topic="Markets",
+                topic_prob=0.25,
+                model_version=self.model_version,
+            )
+            for t in texts
+        ]
+
+
+def _caching(cache: PredictionCache, inner: CountingPredictor) -> CachingPredictor:
+    loads: list[int] = []
+
+    def load() -> Any:
+        loads.append(1)
+        return inner
+
+    return CachingPredictor(cache, inner.model_version, load)
+
+
+def test_second_run_is_all_hits_and_identical(tmp_path: Path) -> None:
+    texts = ["a down day", "flat", "a down day", "rally"]
+    inner = CountingPredictor("v1")
+    first = _caching(PredictionCache.in_dir(tmp_path), inner).predict(texts)
+    assert inner.seen == ["a down day", "flat", "rally"]  # duplicates predicted once
+
+    inner2 = CountingPredictor("v1")
+    warm = _caching(PredictionCache.in_dir(tmp_path), inner2)  # a new process, same file
+    again = warm.predict(texts)
+    assert inner2.seen == []
+    assert (warm.hits, warm.misses) == (4, 0)
+    assert again == first
+    assert again == inner.predict(texts)
+
+
+def test_model_versions_are_separate(tmp_path: Path) -> None:
+    cache = PredictionCache.in_dir(tmp_path)
+    _caching(cache, CountingPredictor("v1")).predict(["x", "y"])
+    v2 = CountingPredictor("v2")
+    out = _caching(cache, v2).predict(["x", "z"])
+    assert v2.seen == ["x", "z"]
+    assert {p.model_version for p in out} == {"v2"}
+    assert cache.count("v1") == 2
+    assert cache.count("v2") == 2
+
+
+def test_partial_hits_only_predict_misses(tmp_path: Path) -> None:
+    cache = PredictionCache.in_dir(tmp_path)
+    inner = CountingPredictor("v1")
+    cp = _caching(cache, inner)
+    cp.predict(["a", "b"])
+    inner.seen.clear()
+    cp.predict(["b", "c", "a", "d"])
+    assert inner.seen == ["c", "d"]
+    assert (cp.hits, cp.misses) == (2, 4)  # first call: 2 misses; second: 2 hits, 2 misses
+
+
+def test_model_is_not_loaded_when_all_hit(tmp_path: Path) -> None:
+    cache = PredictionCache.in_dir(tmp_path)
+    _caching(cache, CountingPredictor("v1")).predict(["a"])
+
+    def refuse() -> Any:
+        raise AssertionError("model loaded although every text was cached")
+
+    assert CachingPredictor(cache, "v1", refuse).predict(["a"])[0].topic == "Markets"
+
+
+def test_version_mismatch_between_manifest_and_model(tmp_path: Path) -> None:
+    cp = CachingPredictor(PredictionCache.in_dir(tmp_path), "v1", lambda: CountingPredictor("v9"))  # type: ignore[arg-type,return-value]
+    with pytest.raises(PredictionCacheError, match="v9"):
+        cp.predict(["a"])
+
+
+def test_corrupt_value_is_a_clear_error(tmp_path: Path) -> None:
+    cache = PredictionCache.in_dir(tmp_path)
+    from stream_app.offline.prediction_cache import text_key
+
+    cache.put_many("v1", {text_key("a"): {"unexpected": 1}})
+    with pytest.raises(PredictionCacheError, match="not a prediction"):
+        CachingPredictor(cache, "v1", lambda: CountingPredictor("v1")).predict(["a"])  # type: ignore[arg-type,return-value]
+
+
+def test_unopenable_cache_path(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(PredictionCacheError):
+        PredictionCache(blocker / "sub" / "p.sqlite3")

@@ -1,0 +1,251 @@
+"""The worker's stages without Faust: conservation, dead letters, ack ordering, retries.
+
+The Scorer, Aggregator and in-memory store are the real ones; only the model (a
+keyword rule, so outcomes are known) and the broker (a recorder) are fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from models.predictor import Prediction
+from stream_app.config import DetectorSettings, Settings, WindowSettings
+from stream_app.core.aggregator import Aggregator
+from stream_app.core.scoring import Scorer, to_entity_events
+from stream_app.schemas import Alert, DeadLetter, EntityEvent, ScoredNews
+from stream_app.service.aggregate import AggregateStage
+from stream_app.service.batches import Record, run_with_retry
+from stream_app.service.health import HealthState
+from stream_app.service.metrics import Metrics
+from stream_app.service.score import ScoreStage
+from stream_app.store.memory import MemoryWindowStore
+
+S = Settings(  # type: ignore[call-arg]
+    topic_news="in", topic_scored="scored", topic_entity_events="ev",
+    topic_alerts="alerts", topic_deadletter="dead", max_headline_chars=200,
+    window=WindowSettings(window_seconds=300),
+    detector=DetectorSettings(min_negative_count=3),
+)  # fmt: skip
+T0 = datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+
+class RulePredictor:
+    """'crash' in a text poisons the call; 'plunge' is negative; the rest neutral."""
+
+    model_version = "rule-1"
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        if any("crash" in t for t in texts):
+            raise RuntimeError("poisoned batch")
+        out = []
+        for t in texts:
+            neg = "plunge" in t
+            probs = {"negative": 0.9 if neg else 0.05, "neutral": 0.1 if neg else 0.9}
+            probs["positive"] = 1 - sum(probs.values())
+            out.append(
+                Prediction(
+                    sentiment="negative" if neg else "neutral",
+                    sentiment_probs=probs,
+                    topic="Company | Product News",
+                    topic_prob=0.8,
+                    model_version=self.model_version,
+                )
+            )
+        return out
+
+
+class Recorder:
+    """A broker that acks every send (or fails the first ``fail`` batches)."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes]] = []
+        self.fail = fail
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> Any:
+        if self.fail:
+            self.fail -= 1
+            raise ConnectionError("broker down")
+        self.sent.append((topic, key, value))
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    def values(self, topic: str) -> list[bytes]:
+        return [v for t, _, v in self.sent if t == topic]
+
+
+def _news(i: int, headline: str, minutes: float = 0, tickers: Sequence[str] = ("ACME",)) -> bytes:
+    return json.dumps(
+        {
+            "id": f"n{i}",
+            "headline": headline,
+            "tickers": list(tickers),
+            "published_at": (T0 + timedelta(minutes=minutes)).isoformat(),
+        }
+    ).encode()
+
+
+def _records(values: Sequence[bytes]) -> list[Record]:
+    return [Record(v, "in", 0, i, timestamp_ms=None) for i, v in enumerate(values)]
+
+
+def _score_stage(publisher: Any, metrics: Metrics | None = None) -> ScoreStage:
+    return ScoreStage(
+        S, Scorer(RulePredictor()), to_entity_events, publisher, metrics or Metrics()
+    )
+
+
+record_values = st.one_of(
+    st.binary(max_size=80),
+    st.builds(
+        lambda i, h: _news(i, h),
+        st.integers(0, 10_000),
+        st.text(min_size=0, max_size=250),
+    ),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(record_values, max_size=25))
+def test_every_record_is_scored_or_dead_lettered(values: list[bytes]) -> None:
+    pub = Recorder()
+    stage = _score_stage(pub)
+    try:
+        scored, dead = asyncio.run(stage.process(_records(values)))
+    finally:
+        stage.close()
+    assert scored + dead == len(values)
+    assert len(pub.values("scored")) == scored
+    letters = [DeadLetter.model_validate_json(v) for v in pub.values("dead")]
+    assert len(letters) == dead
+    # each dead letter carries its record's bytes and position
+    for letter in letters:
+        assert letter.original_bytes() == values[letter.source_offset or 0][:64_000]
+        assert letter.source_topic == "in"
+
+
+async def test_a_poison_text_is_dead_lettered_alone_with_its_bytes() -> None:
+    values = [_news(1, "calm day"), _news(2, "the crash text"), _news(3, "shares plunge")]
+    pub = Recorder()
+    metrics = Metrics()
+    scored, dead = await _score_stage(pub, metrics).process(_records(values))
+    assert (scored, dead) == (2, 1)
+    (letter,) = [DeadLetter.model_validate_json(v) for v in pub.values("dead")]
+    assert letter.reason == "predictor_failure"
+    assert letter.original_bytes() == values[1]
+    assert letter.source_offset == 1
+    out = [ScoredNews.model_validate_json(v) for v in pub.values("scored")]
+    assert [(x.id, x.sentiment) for x in out] == [("n1", "neutral"), ("n3", "negative")]
+    # entity events are keyed by entity and carry their source position
+    events = [(k, EntityEvent.model_validate_json(v)) for t, k, v in pub.sent if t == "ev"]
+    assert {k for k, _ in events} == {b"ticker:ACME", b"market", b"topic:company-product-news"}
+    assert all(k == e.entity.encode() for k, e in events)
+    assert {e.source_offset for _, e in events if e.id == "n3"} == {2}
+    assert b'finpulse_dead_letters_total{reason="predictor_failure"} 1.0' in metrics.render()
+
+
+async def test_stage_returns_only_after_every_send_is_acknowledged() -> None:
+    acks: list[asyncio.Future[None]] = []
+    all_sent = asyncio.Event()
+
+    class SlowBroker:
+        async def send(self, topic: str, key: bytes | None, value: bytes) -> Any:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            acks.append(fut)
+            if len(acks) == 4:  # scored + 3 entity events
+                all_sent.set()
+            return fut
+
+    task = asyncio.create_task(_score_stage(SlowBroker()).process(_records([_news(1, "x")])))
+    await asyncio.wait_for(all_sent.wait(), 10)
+    for fut in acks[:-1]:
+        fut.set_result(None)
+    await asyncio.sleep(0.05)
+    assert not task.done()
+    acks[-1].set_result(None)
+    assert await asyncio.wait_for(task, 5) == (1, 0)
+
+
+async def test_a_failed_batch_is_retried_until_it_succeeds() -> None:
+    pub = Recorder(fail=2)
+    metrics = Metrics()
+    health = HealthState(app_id="t", model_version="m")
+    stage = _score_stage(pub, metrics)
+    result = await run_with_retry(
+        "score",
+        lambda: stage.process(_records([_news(1, "hello")])),
+        health=health,
+        metrics=metrics,
+        max_backoff=0.01,
+    )
+    assert result == (1, 0)
+    assert health.failing == {}
+    assert b'finpulse_batch_retries_total{agent="score"} 2.0' in metrics.render()
+
+
+def _events(n_calm: int, n_neg: int) -> list[bytes]:
+    out = []
+    for i in range(n_calm + n_neg):
+        neg = i >= n_calm
+        ev = EntityEvent(
+            entity="ticker:ACME",
+            id=f"e{i}",
+            event_time_ms=int((T0 + timedelta(seconds=30 * i)).timestamp() * 1000),
+            sentiment="negative" if neg else "neutral",
+            negative_prob=0.9 if neg else 0.05,
+            headline=f"h{i}",
+            model_version="m",
+        )
+        out.append(ev.model_dump_json().encode())
+    return out
+
+
+async def test_aggregate_publishes_alerts_before_committing_and_rejects_junk() -> None:
+    store = MemoryWindowStore()
+    pub = Recorder()
+    original_send = pub.send
+    failed_once = False
+
+    async def send(topic: str, key: bytes | None, value: bytes) -> Any:
+        nonlocal failed_once
+        if topic == "alerts" and not failed_once:
+            failed_once = True
+            raise ConnectionError("broker down")
+        return await original_send(topic, key, value)
+
+    pub.send = send  # type: ignore[method-assign]
+    stage = AggregateStage(S, lambda: Aggregator(store, S.window, S.detector), pub, Metrics())
+    values = [*_events(40, 10), b"not an event"]
+    records = [Record(v, "ev", 0, i) for i, v in enumerate(values)]
+
+    try:
+        await stage.process(records)
+    except ConnectionError:
+        pass
+    else:
+        raise AssertionError("the alert publish failure must abort the batch")
+    assert await store.entity_view("ticker:ACME") is None, "nothing committed before the ack"
+
+    assert await stage.process(records) == 50  # the retry
+    view = await store.entity_view("ticker:ACME")
+    assert view is not None
+    # the 300 s window ending at the last event, computed independently
+    events = [EntityEvent.model_validate_json(v) for v in values[:-1]]
+    clock_bucket = max(e.event_time_ms for e in events) // 60_000
+    inside = [e for e in events if e.event_time_ms // 60_000 > clock_bucket - 5]
+    assert view.window.neg == sum(e.sentiment == "negative" for e in inside)
+    assert view.window.neu == sum(e.sentiment == "neutral" for e in inside)
+    alerts = [Alert.model_validate_json(v) for v in pub.values("alerts")]
+    assert [(a.entity, a.state) for a in alerts] == [("ticker:ACME", "firing")]
+    assert alerts[0].emitted_at is not None
+    junk = [DeadLetter.model_validate_json(v) for v in pub.values("dead")]
+    assert [d.reason for d in junk] == ["invalid_event"] * len(junk)
+    assert junk
+    assert all(d.original_bytes() == b"not an event" for d in junk)
