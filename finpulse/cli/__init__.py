@@ -7,16 +7,16 @@ a verb only pays for the libraries it uses.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
 from finpulse import __version__
+from finpulse.cli import alerts, offline, stream, train
 from models.errors import FinpulseError
 
-# Each module exposes register(subparsers) and sets a `handler(args) -> int` default.
-REGISTRARS = ("training.cli", "stream_app.cli", "stream_app.backtest_cli")
+# Each module's register(subparsers) adds its verbs with a `handler(args) -> int` default.
+REGISTRARS = (train, stream, alerts, offline)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,13 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"finpulse {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in REGISTRARS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
+    for module in REGISTRARS:
         module.register(sub)
     return parser
 

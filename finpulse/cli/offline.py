@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from finpulse.cli.common import load_settings, time_arg
+
 __all__ = ["register"]
 
 
@@ -43,16 +45,13 @@ def _register_generate(subparsers: Any) -> None:
     )
     p.add_argument("--truth", type=Path, default=None, help="truth file (default FEED.truth.json)")
     p.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path("data/twitter-financial-news"),
-        help="vendored sentiment CSVs",
+        "--data-dir", type=Path, default=None, help="labelled sentiment CSVs (default: packaged)"
     )
     p.set_defaults(handler=_generate)
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from stream_app import samples
+    from stream_app.offline import synthetic as samples
 
     start = samples.DEFAULT_START
     if args.start:
@@ -106,9 +105,46 @@ def _register_replay(subparsers: Any) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from stream_app.replay import main
+    import asyncio
 
-    return main(args)
+    from stream_app.offline.replay import (
+        ReplayError,
+        isolated_env,
+        isolated_settings,
+        parse_speed,
+        replay_file,
+        replay_topic,
+    )
+
+    settings = load_settings()
+    speed = parse_speed(args.speed)
+    progress = not args.no_progress
+    time_to = time_arg(args.time_to, "--to")
+    if args.from_topic:
+        if args.feed is not None:
+            raise ReplayError("give either a FEED file or --from-topic, not both")
+        if args.run_id is None:
+            raise ReplayError("--from-topic needs --run-id (the isolated run to feed)")
+        run = isolated_settings(settings, args.run_id)
+        if args.print_env:
+            for k, v in isolated_env(settings, run).items():
+                print(f"export {k}={v}")
+            print("finpulse worker  # with the env above: processes this run only")
+        job = replay_topic(
+            settings, args.from_topic, run, from_offset=args.from_offset,
+            from_time=time_arg(args.from_time, "--from-time"), time_to=time_to,
+            speed=speed, progress=progress,
+        )  # fmt: skip
+    elif args.feed is None:
+        raise ReplayError("give a FEED file, or --from-topic with --run-id")
+    else:
+        job = replay_file(
+            args.feed, settings, topic=args.topic, speed=speed, fmt=args.fmt,
+            strict=args.strict, time_from=time_arg(args.time_from, "--from"), time_to=time_to,
+            partitions=args.partitions, progress=progress,
+        )  # fmt: skip
+    print(asyncio.run(job).line())
+    return 0
 
 
 def _register_backtest(subparsers: Any) -> None:
@@ -120,7 +156,12 @@ def _register_backtest(subparsers: Any) -> None:
             "store, driven by event time. Config: FINPULSE_* env plus --set overrides."
         ),
     )
-    p.add_argument("feed", type=Path, help="feed file (.jsonl, .csv, .parquet)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("feed", nargs="?", type=Path, help="feed file (.jsonl, .csv, .parquet)")
+    source.add_argument(
+        "--sample", action="store_true",
+        help="the packaged sample feed, scored against its packaged ground truth",
+    )  # fmt: skip
     p.add_argument(
         "--model", type=Path, default=None, help="model dir (default FINPULSE_MODEL_DIR)"
     )
@@ -150,8 +191,19 @@ def _register_backtest(subparsers: Any) -> None:
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    from stream_app.backtest import main
+    from finpulse.resources import sample_feed, sample_truth
+    from stream_app.offline.backtest import apply_overrides, backtest
 
-    summary = main(args)
+    settings = apply_overrides(load_settings(model_dir=args.model), args.overrides)
+    feed, truth = args.feed, args.truth
+    if args.sample:
+        feed, truth = sample_feed(), truth or sample_truth()
+    summary = backtest(
+        feed, settings, args.output, overrides=args.overrides, truth_path=truth,
+        tolerance_seconds=args.tolerance, batch_size=args.batch_size, fmt=args.fmt,
+        strict=args.strict, time_from=time_arg(args.time_from, "--from"),
+        time_to=time_arg(args.time_to, "--to"), cache_dir=args.cache_dir,
+        use_cache=not args.no_cache, report=not args.no_report, progress=not args.no_progress,
+    )  # fmt: skip
     print(json.dumps(summary, indent=2, default=str))
     return 0

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
+from finpulse.cli.common import positive_float, positive_int
 from models.errors import FinpulseError
 
 if TYPE_CHECKING:
@@ -21,26 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["STDIN_CHUNK", "register"]
 
 STDIN_CHUNK = 256  # lines scored per predictor call when streaming stdin
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return number
-
-
-def _positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
-    return number
 
 
 def register(subparsers: Any) -> None:
@@ -62,16 +43,16 @@ def _register_train(subparsers: Any) -> None:
         "--base-model", metavar="ID_OR_PATH", help="default: the packaged all-MiniLM-L6-v2"
     )
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (merged on save)")
-    p.add_argument("--epochs", type=_positive_float)
-    p.add_argument("--lr", type=_positive_float, help="encoder learning rate")
-    p.add_argument("--head-lr", type=_positive_float)
-    p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--grad-accum", type=_positive_int)
-    p.add_argument("--max-length", type=_positive_int)
-    p.add_argument("--max-steps", type=_positive_int)
+    p.add_argument("--epochs", type=positive_float)
+    p.add_argument("--lr", type=positive_float, help="encoder learning rate")
+    p.add_argument("--head-lr", type=positive_float)
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--grad-accum", type=positive_int)
+    p.add_argument("--max-length", type=positive_int)
+    p.add_argument("--max-steps", type=positive_int)
     p.add_argument("--seed", type=int)
-    p.add_argument("--limit-train", type=_positive_int, metavar="N", help="cap each task at N")
-    p.add_argument("--limit-valid", type=_positive_int, metavar="N", help="cap each split at N")
+    p.add_argument("--limit-train", type=positive_int, metavar="N", help="cap each task at N")
+    p.add_argument("--limit-valid", type=positive_int, metavar="N", help="cap each split at N")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_train)
@@ -96,7 +77,7 @@ def _register_evaluate(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--output", type=Path, metavar="DIR", help="default: DIR/eval")
     p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=_positive_int, default=128)
+    p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--no-baselines", action="store_true")
     p.set_defaults(handler=_evaluate)
 
@@ -113,7 +94,7 @@ def _register_predict(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per input line")
     p.add_argument("--device", default="auto")
     p.add_argument("--quantize", choices=("auto", "on", "off"), default="auto")
-    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("texts", nargs="*", metavar="TEXT")
     p.set_defaults(handler=_predict)
 

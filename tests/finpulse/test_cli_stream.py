@@ -15,9 +15,10 @@ def test_verbs_are_registered_with_their_flags() -> None:
     assert args.model == Path("m")
     assert args.web_port == 7000
     assert callable(args.handler)
-    args = parser.parse_args(["demo", "--keep-running", "--model", "x"])
-    assert args.keep_running
+    args = parser.parse_args(["demo", "--exit-when-done", "--model", "x"])
+    assert args.exit_when_done
     assert args.model == Path("x")
+    assert not parser.parse_args(["demo"]).exit_when_done  # by default the stack stays up
     args = parser.parse_args(
         ["alerts", "tail", "--entity", "ticker:TSLA", "--min-severity", "high",
          "--from-beginning", "--json"]

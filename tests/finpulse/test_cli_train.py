@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from finpulse.cli import main
+from finpulse.cli import train as training_cli
 from models.predictor import load_predictor
-from training import cli as training_cli
 
 LINES = [
     "Apple shares jump after record quarter",

@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random 2-layer BERT saved like a hub checkpoint (safetensors + real tokenizer)."""
-    from models.testing import make_tiny_model
+    from tests.support.tiny_model import make_tiny_model
 
     model, tokenizer = make_tiny_model(seed=1)
     path = tmp_path_factory.mktemp("tiny-base")
