@@ -39,7 +39,6 @@ __all__ = [
     "load_model",
     "read_manifest",
     "save_model",
-    "update_metrics",
 ]
 
 FORMAT_VERSION: Final[int] = 1
@@ -183,14 +182,6 @@ def read_manifest(model_dir: str | os.PathLike[str]) -> Manifest:
         return Manifest.model_validate(raw)
     except ValidationError as exc:
         raise ModelDirError(f"{path} is not a valid manifest: {exc}") from None
-
-
-def update_metrics(model_dir: str | os.PathLike[str], metrics: dict[str, Any]) -> Manifest:
-    """Replace the manifest's metrics (e.g. after evaluation); files and version are unchanged."""
-    manifest = read_manifest(model_dir).model_copy(update={"metrics": metrics})
-    path = Path(model_dir) / MANIFEST_FILE
-    _write_json_atomic(path, manifest.model_dump_json(indent=2))
-    return manifest
 
 
 def _verify_files(root: Path, manifest: Manifest) -> None:

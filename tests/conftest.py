@@ -16,15 +16,16 @@ from typing import Any
 
 import pytest
 
-from stream_app.embedded import Service, start_broker, start_redis
+from stream_app.devenv.embedded import Service, start_broker, start_redis
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = REPO_ROOT / "data" / "twitter-financial-news"
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    return DATA_DIR
+    from finpulse.resources import dataset_dir
+
+    return dataset_dir()
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +57,7 @@ def unique() -> str:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved, loadable two-head model with a tiny random BERT encoder (seconds to build)."""
-    from models.testing import make_tiny_model_dir
+    from tests.support.tiny_model import make_tiny_model_dir
 
     return make_tiny_model_dir(tmp_path_factory.mktemp("tiny-model") / "model")
 
@@ -67,7 +68,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def tcp_proxy() -> Iterator[Any]:
     """Factory: ``tcp_proxy(target_port, port=0) -> TcpProxy`` (cut()/restore()), all stopped."""
-    from tests.tcp_proxy import TcpProxy
+    from tests.support.tcp_proxy import TcpProxy
 
     proxies: list[TcpProxy] = []
 
@@ -89,7 +90,7 @@ def proxied_broker(tmp_path: Path, tcp_proxy: Any) -> Iterator[tuple[Service, An
     what tansu advertises, or clients would bypass it after bootstrap. ``service.url``
     points at the proxy.
     """
-    from stream_app.embedded import free_port, tansu_binary
+    from stream_app.devenv.embedded import free_port, tansu_binary
 
     real, front = free_port(), free_port()
     argv = [
@@ -142,7 +143,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Ser
     import shutil
     import subprocess
 
-    from stream_app.embedded import redis_binary
+    from stream_app.devenv.embedded import redis_binary
 
     root = tmp_path_factory.mktemp("redis-cluster")
     nodes: list[Service] = []

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+from finpulse.resources import dataset_dir
 from models.errors import FinpulseError
 from models.labels import SENTIMENT_LABELS, TOPIC_LABELS, sentiment_index_from_dataset, topic_slug
 
 __all__ = [
-    "DATA_DIR",
     "DATA_FILES",
     "DatasetError",
     "Head",
@@ -35,7 +35,6 @@ __all__ = [
 Head = Literal["sentiment", "topic"]
 Split = Literal["train", "valid"]
 
-DATA_DIR: Final[Path] = Path(__file__).resolve().parents[1] / "data" / "twitter-financial-news"
 DATA_FILES: Final[tuple[str, ...]] = (
     "sentiment_train.csv",
     "sentiment_valid.csv",
@@ -83,9 +82,10 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def data_checksums(data_dir: Path = DATA_DIR) -> dict[str, str]:
+def data_checksums(data_dir: Path | None = None) -> dict[str, str]:
     """sha256 of each vendored file, recorded in the model metadata for reproducibility."""
-    return {name: file_sha256(data_dir / name) for name in DATA_FILES}
+    root = data_dir or dataset_dir()
+    return {name: file_sha256(root / name) for name in DATA_FILES}
 
 
 def _decode(path: Path) -> str:
@@ -180,9 +180,9 @@ def _label_index(
     return sentiment_index_from_dataset(value) if head == "sentiment" else value
 
 
-def load_split(head: Head, split: Split, data_dir: Path = DATA_DIR) -> LabelledTexts:
+def load_split(head: Head, split: Split, data_dir: Path | None = None) -> LabelledTexts:
     """One of the four vendored files, validated, labels as head indices."""
-    return read_labelled_csv(data_dir / f"{head}_{split}.csv", head=head)
+    return read_labelled_csv((data_dir or dataset_dir()) / f"{head}_{split}.csv", head=head)
 
 
 def _label_lookup(head: Head) -> dict[str, int]:

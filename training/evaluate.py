@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict
 
 from training.baselines import lm_predict, majority_label, vader_predict
 from training.data import (
-    DATA_DIR,
     Head,
     LabelledTexts,
     file_sha256,
@@ -90,7 +89,7 @@ def evaluate_model(
     device: str = "auto",
     batch_size: int = 128,
     baselines: bool = True,
-    data_dir: Path = DATA_DIR,
+    data_dir: Path | None = None,
 ) -> EvaluationReport:
     """Score the model (and baselines) on the validation splits, or on ``data`` for ``head``."""
     from models.checkpoint import load_model

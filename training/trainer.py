@@ -34,7 +34,7 @@ from models.base_model import DEFAULT_ALIASES, DEFAULT_BASE_MODEL, resolve_base_
 from models.errors import FinpulseError
 from training.batching import class_weights, linear_warmup_decay, plan_epoch, steps_per_epoch
 from training.config import TrainConfig
-from training.data import DATA_DIR, Head, LabelledTexts, data_checksums, head_labels, load_split
+from training.data import Head, LabelledTexts, data_checksums, head_labels, load_split
 from training.early_stopping import BestTracker, EvalPoint
 from training.inference import autocast_for, encode, pad_batch, pick_device, predict_head
 from training.metrics import ClassificationReport, classification_report
@@ -183,7 +183,7 @@ def _encode_split(
 
 
 def _load_data(
-    cfg: TrainConfig, data_dir: Path, rng: random.Random
+    cfg: TrainConfig, data_dir: Path | None, rng: random.Random
 ) -> tuple[dict[Head, LabelledTexts], dict[Head, LabelledTexts]]:
     limits: dict[Head, int | None] = {
         "sentiment": cfg.sentiment_train_limit,
@@ -195,7 +195,7 @@ def _load_data(
 
 
 def train(
-    cfg: TrainConfig, output_dir: Path, *, data_dir: Path = DATA_DIR, progress: bool = True
+    cfg: TrainConfig, output_dir: Path, *, data_dir: Path | None = None, progress: bool = True
 ) -> TrainResult:
     """Fine-tune, keep the best validation checkpoint, save it to ``output_dir``."""
     from tqdm.auto import tqdm

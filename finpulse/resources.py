@@ -1,0 +1,49 @@
+"""Where finpulse's packaged data lives: the one module that knows the paths.
+
+Vendored datasets, the sample feed with its ground truth and the Redis Lua scripts ship
+inside the wheel as package data and are located through ``importlib.resources``, so an
+installed finpulse works from any directory, exactly like a checkout. Callers ask for a
+resource by meaning (``dataset_dir()``, ``sample_feed()``); nobody else builds these paths.
+
+finpulse is installed as plain files (setuptools wheels are never zipped), so the
+resources are real files on disk and are returned as ``Path`` objects that ``open``,
+``csv`` and pyarrow can read directly.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+__all__ = ["dataset_dir", "lua_script", "sample_feed", "sample_truth"]
+
+_DATA = "finpulse"  # package whose data/ folder holds the vendored files
+_LUA = "stream_app.store"  # package whose lua/ folder holds the Redis scripts
+
+
+def _path(package: str, *parts: str) -> Path:
+    resource = files(package).joinpath(*parts)
+    path = Path(str(resource))
+    if not path.exists():
+        raise FileNotFoundError(f"packaged resource missing: {'/'.join(parts)} in {package}")
+    return path
+
+
+def dataset_dir() -> Path:
+    """The vendored Twitter Financial News CSVs (sentiment/topic train/valid; MIT)."""
+    return _path(_DATA, "data", "twitter-financial-news")
+
+
+def sample_feed() -> Path:
+    """The shipped sample feed (JSON Lines) that ``finpulse demo`` and the docs use."""
+    return _path(_DATA, "data", "samples", "feed.jsonl")
+
+
+def sample_truth() -> Path:
+    """Ground truth of ``sample_feed()`` (injected events)."""
+    return _path(_DATA, "data", "samples", "truth.json")
+
+
+def lua_script(name: str) -> str:
+    """The source of one of the window store's Redis scripts (``window_read.lua``, ...)."""
+    return _path(_LUA, "lua", name).read_text(encoding="utf-8")
