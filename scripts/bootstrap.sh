@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Idempotent setup for a fresh machine: redis-server, a venv with the CPU torch wheel,
+# Idempotent setup for a fresh machine: Debian test services, a venv with the CPU torch wheel,
 # the project with dev tools, and the offline base model. Used by `make setup` and CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,13 +7,19 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
-if ! command -v redis-server >/dev/null 2>&1; then
-    echo "==> installing redis-server (Debian package)"
+# Debian packages the tests use as real components: redis-server (window store), and
+# docker-compose 1.29, which validates docker-compose.yml without a Docker engine.
+APT_PACKAGES=""
+command -v redis-server >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES redis-server"
+command -v docker-compose >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES docker-compose"
+if [ -n "$APT_PACKAGES" ]; then
+    echo "==> installing Debian packages:$APT_PACKAGES"
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
-    # The package starts a system service on 6379; finpulse starts its own servers.
+    # shellcheck disable=SC2086  # word splitting is the point
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $APT_PACKAGES >/dev/null
+    # The redis package starts a system service on 6379; finpulse starts its own servers.
     ($SUDO service redis-server stop >/dev/null 2>&1 || true)
 fi
 

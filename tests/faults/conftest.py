@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.faults.harness import Texts, WorkerPool, classify_texts
+from tests.support.fault_harness import Texts, WorkerPool, classify_texts
 
 
 @pytest.fixture(scope="session")

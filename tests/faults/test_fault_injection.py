@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from stream_app.faults import FAIL_CALLS_ENV, POISON_ENV, FaultyPredictor, wrap_from_env
+from stream_app.core.scoring import Scorer
 from stream_app.schemas import NewsItem
-from stream_app.scoring import Scorer
+from tests.support.faults import FAIL_CALLS_ENV, POISON_ENV, FaultyPredictor, wrap_from_env
 
 
 class _Constant:

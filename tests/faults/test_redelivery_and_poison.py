@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from stream_app.embedded import Service
-from tests.faults.harness import (
+from stream_app.devenv.embedded import Service
+from tests.support.fault_harness import (
     FAULT_SETTINGS,
     Feed,
     RedisView,
@@ -28,8 +28,8 @@ from tests.faults.harness import (
     wait_for,
     worker_alerts,
 )
-from tests.faults.report import record
-from tests.integration.worker_proc import produce
+from tests.support.fault_report import record
+from tests.support.worker_proc import produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(300)]
 

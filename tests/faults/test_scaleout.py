@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from stream_app.embedded import Service
+from stream_app.devenv.embedded import Service
 from stream_app.schemas import ScoredNews
-from tests.faults.harness import (
+from tests.support.fault_harness import (
     FAULT_SETTINGS,
     RedisView,
     Texts,
@@ -27,8 +27,8 @@ from tests.faults.harness import (
     read_topic,
     worker_alerts,
 )
-from tests.faults.report import record
-from tests.integration.worker_proc import produce
+from tests.support.fault_report import record
+from tests.support.worker_proc import produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(400)]
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from stream_app.embedded import Service, start_redis
-from tests.faults.harness import RedisView, wait_for
-from tests.integration.worker_proc import http_get, produce
+from stream_app.devenv.embedded import Service, start_redis
+from tests.support.fault_harness import RedisView, wait_for
+from tests.support.worker_proc import http_get, produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

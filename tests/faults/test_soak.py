@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from stream_app.embedded import Service
+from stream_app.devenv.embedded import Service
 from stream_app.schemas import DeadLetter, ScoredNews
-from tests.faults.harness import RedisView, Texts, metric, read_topic, wait_for
-from tests.faults.report import record
-from tests.integration.worker_proc import produce
+from tests.support.fault_harness import RedisView, Texts, metric, read_topic, wait_for
+from tests.support.fault_report import record
+from tests.support.worker_proc import produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(400)]
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from stream_app.embedded import Service
-from tests.faults.harness import (
+from stream_app.devenv.embedded import Service
+from tests.support.fault_harness import (
     FAULT_SETTINGS,
     RedisView,
     Texts,
@@ -26,7 +26,7 @@ from tests.faults.harness import (
     wait_for,
     worker_alerts,
 )
-from tests.faults.report import record
+from tests.support.fault_report import record
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(300)]
 

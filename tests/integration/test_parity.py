@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from stream_app.config import Settings
-from stream_app.embedded import Service, free_port
+from stream_app.devenv.embedded import Service, free_port
 from stream_app.schemas import Alert, NewsItem
 
 pytestmark = pytest.mark.integration
@@ -44,7 +44,7 @@ def _parity_view(a: Alert) -> dict[str, Any]:
 
 def _classify(settings: Settings, predictor: Any, texts: list[str]) -> tuple[list[str], list[str]]:
     """Texts the live Scorer calls negative, and the others (as whole NewsItems see them)."""
-    from stream_app.scoring import Scorer
+    from stream_app.core.scoring import Scorer
 
     items = [
         NewsItem.model_validate(
@@ -52,7 +52,7 @@ def _classify(settings: Settings, predictor: Any, texts: list[str]) -> tuple[lis
         )
         for i, t in enumerate(texts)
     ]
-    result = Scorer(predictor, settings).score(items)
+    result = Scorer(predictor).score(items)
     neg = [s.headline for s in result.scored if s.sentiment == "negative"]
     other = [s.headline for s in result.scored if s.sentiment != "negative"]
     return neg, other
@@ -104,10 +104,10 @@ def test_backtest_and_live_worker_raise_the_same_alerts(
     data_dir: Path,
 ) -> None:  # fmt: skip
     from models.predictor import load_predictor
-    from stream_app.backtest import run_backtest
-    from stream_app.feeds import load_feed
-    from stream_app.replay import ReplayRecord, publish
-    from stream_app.samples import load_labelled_texts
+    from stream_app.offline.backtest import run_backtest
+    from stream_app.offline.feeds import load_feed
+    from stream_app.offline.replay import ReplayRecord, publish
+    from stream_app.offline.synthetic import load_labelled_texts
 
     env = {
         "FINPULSE_BROKER": broker.url,
@@ -141,7 +141,7 @@ def test_backtest_and_live_worker_raise_the_same_alerts(
     assert {f"ticker:{t}" for t, _ in BURSTS} <= fired
 
     records = [ReplayRecord(f.event_ms, f.item.id.encode(), f.raw) for f in feed.items]
-    from stream_app.broker import ensure_topics
+    from stream_app.service.broker import ensure_topics
 
     asyncio.run(ensure_topics(settings))
     asyncio.run(publish(records, settings, settings.topic_news, progress=False))

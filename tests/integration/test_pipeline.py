@@ -18,10 +18,9 @@ from typing import Any
 
 import pytest
 
-from stream_app.config import Settings
-from stream_app.embedded import Service
+from stream_app.devenv.embedded import Service
 from stream_app.schemas import Alert, DeadLetter, NewsItem, ScoredNews
-from tests.integration.worker_proc import (
+from tests.support.worker_proc import (
     WorkerProcess,
     collect,
     http_get,
@@ -209,9 +208,9 @@ async def test_the_same_event_delivered_twice_is_counted_once(start_worker: Any)
 def _classify(model_dir: Path, texts: list[str]) -> tuple[list[str], list[str]]:
     """(negative, not negative) texts according to the real Scorer over this model."""
     from models.predictor import load_predictor
-    from stream_app.scoring import Scorer
+    from stream_app.core.scoring import Scorer
 
-    scorer = Scorer(load_predictor(model_dir, device="cpu", quantize=False), Settings())  # type: ignore[call-arg]
+    scorer = Scorer(load_predictor(model_dir, device="cpu", quantize=False))
     items = [
         NewsItem(id=f"c{i}", headline=t, tickers=["BURST"], published_at=T0)
         for i, t in enumerate(texts)
@@ -226,7 +225,7 @@ def _classify(model_dir: Path, texts: list[str]) -> tuple[list[str], list[str]]:
 async def test_negative_burst_fires_one_alert_then_resolves(
     start_worker: Any, tiny_model_dir: Path, data_dir: Path
 ) -> None:
-    from stream_app.samples import load_labelled_texts
+    from stream_app.offline.synthetic import load_labelled_texts
 
     rng = random.Random(5)
     texts = [t.text for t in rng.sample(load_labelled_texts(data_dir), 2000)]

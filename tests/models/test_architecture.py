@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from models.architecture import MultiTaskConfig, build_model, mean_pool
 from models.base_model import resolve_base_model
 from models.labels import SENTIMENT_LABELS, TOPIC_LABELS
-from models.testing import TINY_ENCODER, make_tiny_model
+from tests.support.tiny_model import TINY_ENCODER, make_tiny_model
 
 
 @settings(max_examples=50, deadline=None)

@@ -20,10 +20,10 @@ from models.checkpoint import (
     load_model,
     read_manifest,
     save_model,
-    update_metrics,
 )
 from models.errors import ModelDirError
-from models.testing import make_tiny_model
+from tests.support.oracles import update_metrics
+from tests.support.tiny_model import make_tiny_model
 
 
 @pytest.fixture
@@ -214,7 +214,7 @@ def test_refuses_truncated_weights(model_copy: Path) -> None:
 
 def test_refuses_tokenizer_larger_than_embeddings(tmp_path: Path) -> None:
     from models.architecture import MultiTaskConfig, MultiTaskModel
-    from models.testing import TINY_ENCODER
+    from tests.support.tiny_model import TINY_ENCODER
 
     _, tokenizer = make_tiny_model()
     small = MultiTaskModel(MultiTaskConfig(encoder={**TINY_ENCODER, "vocab_size": 1000}))

@@ -26,10 +26,10 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from stream_app.config import Settings
-from stream_app.embedded import Service
+from stream_app.core.windows import Counts
+from stream_app.devenv.embedded import Service
 from stream_app.schemas import Alert, DeadLetter, ScoredNews
-from stream_app.windows import Counts
-from tests.integration.worker_proc import WorkerProcess, http_get, worker_env
+from tests.support.worker_proc import WorkerProcess, http_get, worker_env
 
 T0 = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
 TICKERS = ("AAA", "BBB", "CCC", "BURST")
@@ -64,9 +64,9 @@ def classify_texts(model_dir: Path, data_dir: Path, n: int = 800) -> Texts:
     few negative texts under distinct ids (a headline may repeat; an id may not).
     """
     from models.predictor import load_predictor
-    from stream_app.samples import load_labelled_texts
+    from stream_app.core.scoring import Scorer
+    from stream_app.offline.synthetic import load_labelled_texts
     from stream_app.schemas import NewsItem
-    from stream_app.scoring import Scorer
 
     rng = random.Random(5)
     texts = [t.text for t in rng.sample(load_labelled_texts(data_dir), n)]
@@ -359,9 +359,9 @@ async def worker_alerts(settings: Settings) -> dict[str, Alert]:
 
 async def reference_alerts(settings: Settings, feed: Feed) -> dict[str, Alert]:
     """Fault-free reference: scored items in feed order through an in-process Aggregator."""
-    from stream_app.aggregator import Aggregator, BatchOutcome
-    from stream_app.scoring import to_entity_events
-    from stream_app.store_memory import MemoryWindowStore
+    from stream_app.core.aggregator import Aggregator, BatchOutcome
+    from stream_app.core.scoring import to_entity_events
+    from stream_app.store.memory import MemoryWindowStore
 
     first: dict[str, ScoredNews] = {}
     for raw in await read_topic(settings, settings.topic_scored):

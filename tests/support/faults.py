@@ -1,7 +1,7 @@
 """Opt-in predictor fault injection for the fault-tolerance tests of a real worker process.
 
-The worker wraps its predictor only when one of these variables is set (never in a normal
-deployment; a warning is logged when it is):
+Workers started through ``tests.support.fault_worker`` wrap their predictor when one of
+these variables is set (the product itself never reads them; a warning is logged):
 
 * ``FINPULSE_FAULT_POISON_SUBSTRING``: ``predict`` raises for any batch holding a text that
   contains this substring. The ``Scorer`` splits and retries, so exactly the poison records
@@ -10,7 +10,8 @@ deployment; a warning is logged when it is):
   e.g. a GPU hiccup): split-and-retry must recover every record, none is dead-lettered.
 
 These are environment variables, not ``Settings`` fields, so they never appear in the
-configuration documentation or a config file by accident.
+configuration documentation or a config file by accident. ``worker_proc`` picks the
+fault entry point whenever a worker's environment holds one of them.
 """
 
 from __future__ import annotations

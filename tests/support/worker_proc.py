@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from stream_app.config import Settings
-from stream_app.embedded import Service, free_port
+from stream_app.devenv.embedded import Service, free_port
 
 
 def worker_env(
@@ -82,9 +82,12 @@ class WorkerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FINPULSE_")}
         env.update(self.env)
         env["PYTHONUNBUFFERED"] = "1"
+        # Fault injection lives in the tests, behind their own entry point.
+        faulty = any(k.startswith("FINPULSE_FAULT_") for k in self.env)
+        entry = ["tests.support.fault_worker"] if faulty else ["finpulse", "worker"]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "finpulse", "worker"],
+                [sys.executable, "-m", *entry],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
