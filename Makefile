@@ -39,8 +39,8 @@ train-full:  ## the best-quality recipe
 	$(BIN)/finpulse train --profile full --output artifacts/model-full
 
 bench:  ## benchmarks (see BENCHMARKS.md)
-	$(BIN)/python bench/bench_predictor.py --model artifacts/model
-	$(BIN)/python bench/bench_windows.py
+	$(BIN)/python -m bench.bench_predictor --model artifacts/model
+	$(BIN)/python -m bench.bench_windows
 
 clean:  ## remove caches (keeps the venv and artifacts)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -19,18 +19,19 @@ import tempfile
 import time
 from pathlib import Path
 
+from finpulse.resources import sample_feed
 from models.predictor import load_predictor
-from stream_app.backtest import run_backtest
 from stream_app.config import Settings
-from stream_app.feeds import LoadedFeed, load_feed
-from stream_app.prediction_cache import CachingPredictor, PredictionCache
+from stream_app.offline.backtest import run_backtest
+from stream_app.offline.feeds import LoadedFeed, load_feed
+from stream_app.offline.prediction_cache import CachingPredictor, PredictionCache
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--feed", type=Path, default=REPO / "data" / "samples" / "feed.jsonl")
+    parser.add_argument("--feed", type=Path, default=sample_feed())
     parser.add_argument("--model", type=Path, default=REPO / "artifacts" / "model-quick")
     parser.add_argument("--items", type=int, default=None, help="first N items of the feed")
     parser.add_argument("--batch-size", type=int, default=64)

@@ -4,7 +4,7 @@ Targets (issue "Streaming service"): the pipeline around the model costs < 15 % 
 model's own throughput at the same batch size (ratio >= 0.85), and publish-to-scored p99
 < 1 s at half the sustainable rate.
 
-1. **Throughput.** Start tansu + redis-server (``stream_app.embedded``), pre-load ``--n``
+1. **Throughput.** Start tansu + redis-server (``stream_app.devenv.embedded``), pre-load ``--n``
    real headlines (Twitter Financial News ``sentiment_valid.csv``; tickers from cashtags;
    event times a Poisson stream ending a minute ago) into a fresh news topic and start one
    ``finpulse worker`` subprocess on it: that warm-up pass covers model load, group join
@@ -57,15 +57,16 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
+from finpulse.resources import dataset_dir
 from models.errors import FinpulseError
 from stream_app.config import Settings
-from stream_app.entities import extract_cashtags
+from stream_app.core.entities import extract_cashtags
 
 if TYPE_CHECKING:
-    from tests.integration.worker_proc import WorkerProcess
+    from tests.support.worker_proc import WorkerProcess
 
 REPO = Path(__file__).resolve().parents[1]
-VALID_CSV = REPO / "data" / "twitter-financial-news" / "sentiment_valid.csv"
+VALID_CSV = dataset_dir() / "sentiment_valid.csv"
 Samples = list[tuple[str, dict[str, str], float]]
 
 
@@ -119,7 +120,7 @@ def poisson_times_ms(n: int, gap_s: float, rng: random.Random) -> list[int]:
 def scrape(worker: WorkerProcess) -> Samples:
     from prometheus_client.parser import text_string_to_metric_families
 
-    from tests.integration.worker_proc import http_get
+    from tests.support.worker_proc import http_get
 
     status, body = http_get(f"{worker.base_url}/metrics")
     if status != 200:
@@ -200,7 +201,7 @@ async def read_scored(
     """id -> (Kafka timestamp ms, scored_at) of the ``expect`` scored records of ``prefix``."""
     from aiokafka import AIOKafkaConsumer
 
-    from stream_app.broker import aiokafka_kwargs
+    from stream_app.service.broker import aiokafka_kwargs
 
     consumer = AIOKafkaConsumer(
         s.topic_scored, **aiokafka_kwargs(s), group_id=None, auto_offset_reset="earliest"
@@ -225,7 +226,7 @@ async def read_scored(
 async def end_offsets(s: Settings, topic: str) -> int:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from stream_app.broker import aiokafka_kwargs
+    from stream_app.service.broker import aiokafka_kwargs
 
     consumer = AIOKafkaConsumer(**aiokafka_kwargs(s), group_id=None)
     await consumer.start()
@@ -247,7 +248,7 @@ def bare_predictor(
     on a busy 2-core machine torch called from the main thread measured up to 7x slower
     than from a worker thread, which would flatter the pipeline.
     """
-    from stream_app.app import load_worker_predictor
+    from stream_app.model import load_worker_predictor
 
     batch = args.batch_size
     predictor = load_worker_predictor(s)
@@ -298,8 +299,8 @@ async def throughput(
     The clock starts when its first micro-batch was published, and that batch's records
     are left out, like the bare predictor's warm-up.
     """
-    from stream_app.broker import ensure_topics
-    from tests.integration.worker_proc import produce
+    from stream_app.service.broker import ensure_topics
+    from tests.support.worker_proc import produce
 
     s, n = worker.settings, len(texts)
     times = poisson_times_ms(2 * n, args.event_gap, random.Random(args.seed))
@@ -337,7 +338,7 @@ async def paced_produce(s: Settings, texts: list[str], rate: float, count: int) 
     """Send ``count`` records at ``rate``/s (absolute schedule, no drift); id -> send ms."""
     from aiokafka import AIOKafkaProducer
 
-    from stream_app.broker import aiokafka_kwargs
+    from stream_app.service.broker import aiokafka_kwargs
 
     producer = AIOKafkaProducer(**aiokafka_kwargs(s), acks="all")
     await producer.start()
@@ -439,8 +440,8 @@ def markdown(res: Results, args: argparse.Namespace) -> str:
 
 
 async def run(args: argparse.Namespace, res: Results, workdir: Path) -> None:
-    from stream_app.embedded import start_broker, start_redis
-    from tests.integration.worker_proc import WorkerProcess, worker_env
+    from stream_app.devenv.embedded import start_broker, start_redis
+    from tests.support.worker_proc import WorkerProcess, worker_env
 
     texts = read_headlines(args.n)
     broker = start_broker(workdir / "broker")
@@ -550,6 +551,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))  # tests.integration.worker_proc is not installed
     raise SystemExit(main())

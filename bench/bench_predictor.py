@@ -39,13 +39,14 @@ from typing import Any, cast
 import torch
 from tqdm import tqdm
 
+from finpulse.resources import dataset_dir
 from models.architecture import MultiTaskModel, mean_pool
 from models.checkpoint import load_model, read_manifest
 from models.labels import SENTIMENT_LABELS, sentiment_index_from_dataset
 from models.predictor import load_predictor, resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
-VALID_CSV = REPO / "data" / "twitter-financial-news" / "sentiment_valid.csv"
+VALID_CSV = dataset_dir() / "sentiment_valid.csv"
 
 
 @dataclass

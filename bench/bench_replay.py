@@ -20,18 +20,19 @@ import time
 import uuid
 from pathlib import Path
 
-from stream_app.broker import ensure_topics
+from finpulse.resources import dataset_dir
 from stream_app.config import Settings
-from stream_app.embedded import start_broker
-from stream_app.feeds import load_feed
-from stream_app.replay import ReplayRecord, publish
-from stream_app.samples import generate_feed, load_labelled_texts, write_feed
+from stream_app.devenv.embedded import start_broker
+from stream_app.offline.feeds import load_feed
+from stream_app.offline.replay import ReplayRecord, publish
+from stream_app.offline.synthetic import generate_feed, load_labelled_texts, write_feed
+from stream_app.service.broker import ensure_topics
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 async def _count(settings: Settings, topic: str) -> int:
-    from stream_app.replay import copy_topic
+    from stream_app.offline.replay import copy_topic
 
     return len(await copy_topic(settings, topic, from_offset=0, idle_ms=500))
 
@@ -47,7 +48,7 @@ def main() -> int:
         broker = args.broker or (svc.url if svc else "")
         try:
             settings = Settings(broker=broker, topic_partitions=1)  # type: ignore[call-arg]
-            texts = load_labelled_texts(REPO / "data" / "twitter-financial-news")
+            texts = load_labelled_texts(dataset_dir())
             feed_path = Path(tmp) / "feed.jsonl"
             hours = max(48.0, args.items / 1500)
             write_feed(generate_feed(texts, items=args.items, seed=1, hours=hours), feed_path)

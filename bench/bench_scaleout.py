@@ -1,6 +1,6 @@
 """End-to-end throughput (news in -> scored) with 1, 2 and 3 ``finpulse worker`` processes.
 
-Starts a local tansu broker and redis-server (stream_app.embedded); for each worker count
+Starts a local tansu broker and redis-server (stream_app.devenv.embedded); for each worker count
 it creates fresh topics (``--partitions``, default 3), starts the workers in one consumer
 group, warms them up (a few records per partition, so every partition is assigned and the
 model is loaded), then produces ``--news`` records keyed by ticker in one go and times
@@ -30,13 +30,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tqdm import tqdm
 
-from tqdm import tqdm  # noqa: E402
-
-from stream_app.embedded import Service, start_broker, start_redis  # noqa: E402
-from tests.integration.worker_proc import (  # noqa: E402
+from finpulse.resources import dataset_dir
+from stream_app.devenv.embedded import Service, start_broker, start_redis
+from tests.support.worker_proc import (
     WorkerProcess,
     http_get,
     produce,
@@ -129,20 +127,20 @@ async def run_one(
 
 
 def _models(args: argparse.Namespace, tmp: Path) -> list[tuple[str, Path]]:
-    from models.testing import make_tiny_model_dir
+    from tests.support.tiny_model import make_tiny_model_dir
 
     out = [("tiny (test)", make_tiny_model_dir(tmp / "tiny" / "model"))]
     for name in ("artifacts/model", "artifacts/model-quick"):
-        if (ROOT / name / "manifest.json").exists() and not args.tiny_only:
-            out.append((name, ROOT / name))
+        if (Path(name) / "manifest.json").exists() and not args.tiny_only:
+            out.append((name, Path(name)))
             break
     return out
 
 
 def _texts() -> list[str]:
-    from stream_app.samples import load_labelled_texts
+    from stream_app.offline.synthetic import load_labelled_texts
 
-    return [t.text for t in load_labelled_texts(ROOT / "data" / "twitter-financial-news")][:2000]
+    return [t.text for t in load_labelled_texts(dataset_dir())][:2000]
 
 
 async def main_async(args: argparse.Namespace) -> None:

@@ -1,6 +1,6 @@
 """Entity-events/s through Aggregator + RedisWindowStore from one process.
 
-Starts a local redis-server (stream_app.embedded) unless --redis-url is given, generates
+Starts a local redis-server (stream_app.devenv.embedded) unless --redis-url is given, generates
 a realistic entity mix (500 tickers with a skewed popularity, 20 topics, market; 1-2
 tickers per news item, so ~3.3 entity events per item), and pushes it through the
 aggregator in batches of N news items. Event generation is not timed. Prints one
@@ -26,11 +26,11 @@ import redis.asyncio as aioredis
 from tqdm import tqdm
 
 from models.labels import TOPIC_LABELS, topic_slug
-from stream_app.aggregator import Aggregator, BatchOutcome
 from stream_app.config import Settings
-from stream_app.embedded import start_redis
+from stream_app.core.aggregator import Aggregator, BatchOutcome
+from stream_app.devenv.embedded import start_redis
 from stream_app.schemas import EntityEvent
-from stream_app.store_redis import RedisWindowStore
+from stream_app.store.redis import RedisWindowStore
 
 T0 = 1_790_000_000_000
 
