@@ -30,11 +30,9 @@ ALIASES = ROOT / "finpulse" / "data" / "aliases"
 
 
 def corpus_dir() -> Path:
-    for p in (ROOT / "finpulse" / "data" / "twitter-financial-news",
-              ROOT / "data" / "twitter-financial-news"):
-        if p.exists():
-            return p
-    raise SystemExit("vendored corpus not found")
+    from finpulse.resources import dataset_dir
+
+    return dataset_dir()
 
 
 def headlines() -> list[str]:

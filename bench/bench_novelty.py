@@ -37,13 +37,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from finpulse.resources import dataset_dir
 from stream_app.core import novelty as nv
 from stream_app.core.novelty_vocab import COMMON_TOKENS
 from stream_app.offline.syndication import rewrite
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS = ROOT / "tests" / "data" / "novelty"
-CORPUS = ROOT / "data" / "twitter-financial-news"
+CORPUS = dataset_dir()
 WEIGHTS = {tok: w for w, line in COMMON_TOKENS.items() for tok in line.split()}
 
 

@@ -236,9 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=OUT_DIR / "aliases.csv")
     ap.add_argument("--fixes", type=Path, default=OUT_DIR / "listing_fixes.csv")
-    default_corpus = next((p for p in (ROOT / "finpulse" / "data" / "twitter-financial-news",
-                                       ROOT / "data" / "twitter-financial-news") if p.exists()),
-                          ROOT / "data" / "twitter-financial-news")
+    from finpulse.resources import dataset_dir
+
+    default_corpus = dataset_dir()
     ap.add_argument("--corpus", type=Path, default=default_corpus)
     ap.add_argument("--check", action="store_true", help="exit 1 if --out is not up to date")
     ap.add_argument("--verbose", action="store_true", help="print every dropped record/alias")

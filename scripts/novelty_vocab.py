@@ -20,12 +20,14 @@ import textwrap
 from collections import Counter
 from pathlib import Path
 
+from finpulse.resources import dataset_dir
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from stream_app.core.novelty import MAX_WEIGHT, tokens  # noqa: E402
 
-CORPUS = REPO / "data" / "twitter-financial-news"
+CORPUS = dataset_dir()
 TARGET = REPO / "stream_app" / "core" / "novelty_vocab.py"
 FILES = ("sentiment_train.csv", "sentiment_valid.csv", "topic_train.csv", "topic_valid.csv")
 

@@ -28,11 +28,12 @@ import random
 import sys
 from pathlib import Path
 
+from finpulse.resources import dataset_dir
 from stream_app.offline.syndication import rewrite
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "synthetic_pairs.jsonl"
-CORPUS = HERE.parents[2] / "data" / "twitter-financial-news"
+CORPUS = dataset_dir()
 SEED = 20261130
 
 COMPANIES: tuple[tuple[str, str], ...] = (

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from stream_app.entities import extract_cashtags
 
 from stream_app.core.linking import (
     AliasFileError,
@@ -20,7 +21,6 @@ from stream_app.core.linking import (
     read_alias_rows,
     read_user_aliases,
 )
-from stream_app.entities import extract_cashtags
 
 ROOT = Path(__file__).resolve().parents[3]
 ALIASES = ROOT / "finpulse" / "data" / "aliases"
