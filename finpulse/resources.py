@@ -15,7 +15,7 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-__all__ = ["dataset_dir", "lua_script", "sample_feed", "sample_truth"]
+__all__ = ["aliases_dir", "dataset_dir", "lua_script", "sample_feed", "sample_truth"]
 
 _DATA = "finpulse"  # package whose data/ folder holds the vendored files
 _LUA = "stream_app.store"  # package whose lua/ folder holds the Redis scripts
@@ -32,6 +32,11 @@ def _path(package: str, *parts: str) -> Path:
 def dataset_dir() -> Path:
     """The vendored Twitter Financial News CSVs (sentiment/topic train/valid; MIT)."""
     return _path(_DATA, "data", "twitter-financial-news")
+
+
+def aliases_dir() -> Path:
+    """The company alias table of the linker (aliases.csv, overrides.csv, stoplist.csv)."""
+    return _path(_DATA, "data", "aliases")
 
 
 def sample_feed() -> Path:
