@@ -35,6 +35,7 @@ from stream_app.offline.truth import (
     FiringAlert,
     TruthEvent,
     evaluate,
+    evaluate_kinds,
     events_from_marks,
     load_truth,
 )
@@ -425,9 +426,11 @@ def backtest(
         window = settings.window.window_seconds
         seconds = tolerance_seconds if tolerance_seconds is not None else window
         tolerance = timedelta(seconds=seconds)
-        firing = [FiringAlert(a.entity, a.fired_at, a.window_start, a.window_end)
+        firing = [FiringAlert(a.entity, a.fired_at, a.window_start, a.window_end,
+                              getattr(a, "kind", "negative"))
                   for a in run.alerts if a.state == "firing"]  # fmt: skip
         summary["truth"] = evaluate(firing, truth, tolerance).as_dict()
+        summary["truth_by_kind"] = evaluate_kinds(firing, truth, tolerance).as_dict()
     write_outputs(output, run, summary, settings)
     if report:
         from stream_app.offline.report import write_report

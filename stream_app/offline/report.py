@@ -213,6 +213,18 @@ def write_report(
                      _fmt(e["delay_seconds"])) for e in t["per_event"]],
                    ["event", "entity", "start", "end", "detected", "delay (s)"]),
         ]  # fmt: skip
+    k = s.get("truth_by_kind")
+    if k:
+        parts += [
+            "<h2>Per kind of event</h2>",
+            _table([(kind, _fmt(m["precision"]), _fmt(m["recall"]),
+                     f"{m['detected']} / {m['events']}", _fmt(m["delay_median_seconds"]),
+                     _fmt(m["delay_p90_seconds"])) for kind, m in k["kinds"].items()],
+                   ["kind", "precision", "recall", "detected", "median delay (s)",
+                    "p90 delay (s)"]),
+            f"<p>Duplicate storms: {k['storms']}, alerts they caused: "
+            f"<b>{k['storm_alerts']}</b> (target 0).</p>",
+        ]  # fmt: skip
     parts.append("<h2>Charts</h2>")
     if len(ranked) > MAX_CHARTS:
         parts.append(f"<p>{len(ranked)} entities alerted; the {MAX_CHARTS} with most alerts "

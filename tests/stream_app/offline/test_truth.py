@@ -15,6 +15,7 @@ from stream_app.offline.truth import (
     TruthError,
     TruthEvent,
     evaluate,
+    evaluate_kinds,
     events_from_marks,
     load_truth,
 )
@@ -105,7 +106,65 @@ def test_events_from_marks_span_and_majority_entity() -> None:
         ("e1", _m(9), ["ticker:MSFT"]),
     ]
     [ev] = events_from_marks(marks)
-    assert (ev.entity, ev.start, ev.end) == ("ticker:AAPL", _m(1), _m(9))
+    assert (ev.entity, ev.start, ev.end, ev.kind) == ("ticker:AAPL", _m(1), _m(9), "negative")
+    [storm] = events_from_marks([("storm-2-nflx", _m(1), ["ticker:NFLX"])])
+    assert storm.kind == "storm"
+
+
+KIND_EVENTS = [
+    TruthEvent("negative-1-aapl", "ticker:AAPL", _m(0), _m(20), "negative"),
+    TruthEvent("positive-2-tsla", "ticker:TSLA", _m(100), _m(120), "positive"),
+    TruthEvent("volume-3-googl", "ticker:GOOGL", _m(200), _m(220), "volume"),
+    TruthEvent("storm-4-nflx", "ticker:NFLX", _m(300), _m(310), "storm"),
+]
+
+
+def _kind_alert(entity: str, fired: float, kind: str) -> FiringAlert:
+    return FiringAlert(entity, _m(fired), _m(fired - 15), _m(fired), kind)
+
+
+def test_per_kind_precision_recall_and_storm_alerts() -> None:
+    alerts = [
+        _kind_alert("ticker:AAPL", 4, "negative"),  # right, delay 4 min
+        _kind_alert("ticker:AAPL", 5, "volume"),  # right: a burst of stories is volume too
+        _kind_alert("ticker:TSLA", 103, "positive"),  # right, delay 3 min
+        _kind_alert("ticker:TSLA", 104, "negative"),  # wrong: that was a rally
+        _kind_alert("ticker:GOOGL", 210, "volume"),  # right, delay 10 min
+        _kind_alert("ticker:NFLX", 305, "negative"),  # a storm alerted: wrong, and counted
+        _kind_alert("market", 306, "negative"),  # out of scope
+    ]
+    by_kind = evaluate_kinds(alerts, KIND_EVENTS, timedelta(minutes=5))
+    neg, pos, vol = (by_kind.kinds[k] for k in ("negative", "positive", "volume"))
+    assert (neg.events, neg.detected, neg.firing_alerts_in_scope, neg.true_positive_alerts) == (
+        1, 1, 3, 1)  # fmt: skip
+    assert neg.precision == pytest.approx(1 / 3)
+    assert neg.alerts_out_of_scope == 1
+    assert neg.delay_median_seconds == 240.0
+    assert (pos.recall, pos.precision, pos.delay_median_seconds) == (1.0, 1.0, 180.0)
+    assert (vol.events, vol.recall, vol.precision, vol.delay_median_seconds) == (1, 1.0, 1.0, 600.0)
+    assert (by_kind.storms, by_kind.storm_alerts) == (1, 1)
+    assert by_kind.per_storm == [
+        {"event_id": "storm-4-nflx", "entity": "ticker:NFLX", "alerts": 1,
+         "alert_kinds": ["negative"]}]  # fmt: skip
+    assert by_kind.as_dict()["kinds"]["positive"]["kind"] == "positive"
+
+
+def test_storms_are_never_a_detection_target() -> None:
+    quiet = evaluate_kinds([], KIND_EVENTS, timedelta(minutes=5))
+    assert quiet.kinds["negative"].events == 1  # the storm is not an event to detect
+    assert quiet.storm_alerts == 0
+    # without kinds every event is a negative one, as before issue 11
+    assert evaluate([], EVENTS, timedelta(0)).events == 2
+
+
+def test_load_truth_reads_kinds(tmp_path: Path) -> None:
+    path = tmp_path / "t.json"
+    event = {"entity": "ticker:A", "start": "2026-11-02T14:00:00Z", "end": "2026-11-02T14:20:00Z"}
+    path.write_text(json.dumps([event, {**event, "kind": "storm"}]))
+    assert [e.kind for e in load_truth(path)] == ["negative", "storm"]
+    path.write_text(json.dumps([{**event, "kind": "crash"}]))
+    with pytest.raises(TruthError, match="kind must be one of"):
+        load_truth(path)
 
 
 def test_load_truth_errors(tmp_path: Path) -> None:
