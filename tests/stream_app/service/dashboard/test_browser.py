@@ -1,0 +1,198 @@
+"""The page in a real headless Chromium (Debian chromium + chromium-driver, selenium).
+
+The server is the product's dashboard (``install_dashboard``) on a real aiohttp server,
+fed by a ``MemoryDashboardSource`` the test changes while the page is open; the live
+worker version of this test is ``tests/integration/test_dashboard_live.py``. Every wait
+is a ``WebDriverWait`` on a DOM condition. A screenshot of the desk at 1280x800 is saved
+to ``artifacts/test-screenshots/`` (path printed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stream_app.service.dashboard.source import Headline, HeadlineLink
+from stream_app.windows import Counts
+from tests.support.browser import chromium_driver, console_errors, save_screenshot
+from tests.support.dashboard_server import DashboardServer
+from tests.support.dashboard_source import MemoryDashboardSource
+from tests.support.desk_data import CLOCK_MS, DETECTOR, WINDOW, burst_alert, fill_desk
+
+pytestmark = pytest.mark.browser
+
+TOKEN = "desk-browser-token"
+AXE = (
+    Path(__file__).resolve().parents[4] / "tests" / "support" / "vendor" / "axe-core" / "axe.min.js"
+)
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    d = chromium_driver(tmp_path_factory.mktemp("chromium"))
+    try:
+        yield d
+    finally:
+        d.quit()
+
+
+@pytest.fixture
+def desk() -> Iterator[DashboardServer]:
+    source = MemoryDashboardSource()
+    fill_desk(source)
+    server = DashboardServer(source, TOKEN, WINDOW, DETECTOR).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _wait(driver: Any, condition: Any, timeout: float = 10.0) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout).until(condition)
+
+
+def _css(driver: Any, selector: str) -> list[Any]:
+    from selenium.webdriver.common.by import By
+
+    return list(driver.find_elements(By.CSS_SELECTOR, selector))
+
+
+def _sign_in(driver: Any, url: str, token: str) -> None:
+    driver.get(url + "/")
+    _wait(driver, lambda d: _css(d, "#token") and _css(d, "#token")[0].is_displayed())
+    field = _css(driver, "#token")[0]
+    field.clear()
+    field.send_keys(token + "\n")
+
+
+def _burst(source: MemoryDashboardSource, sym: str, name: str, extra_negatives: int) -> None:
+    """Add a negative burst to the last minute of ``ticker:SYM`` and publish its alert."""
+    entity = f"ticker:{sym}"
+    state = next(s for s in source._states.values() if s.entity == entity)
+    bucket = CLOCK_MS // 60_000
+    burst = Counts(extra_negatives, 1, 0, extra_negatives * 950_000)
+    source.put_bucket(entity, bucket, burst)
+    window = state.window + burst
+    source.put_state(replace(state, window=window, clock_ms=CLOCK_MS))
+    source.add_headline(
+        entity,
+        Headline(
+            "burst-1", f"{name} recalls 2 million vehicles", CLOCK_MS, "negative", 0.97,
+            (HeadlineLink(entity, "name", (0, len(name)), 0.9),),
+        ),
+    )  # fmt: skip
+    source.publish_alert(burst_alert(entity, name, window, state.baseline, CLOCK_MS))
+
+
+def test_sign_in_asks_for_the_token_and_refuses_a_wrong_one(
+    driver: Any, desk: DashboardServer
+) -> None:
+    driver.execute_cdp_cmd(
+        "Storage.clearDataForOrigin", {"origin": desk.url, "storageTypes": "all"}
+    )
+    _sign_in(driver, desk.url, "not-the-token")
+    _wait(driver, lambda d: "refused" in _css(d, "#login-error")[0].text)
+    assert "not-the-token" not in driver.current_url
+    _sign_in(driver, desk.url, TOKEN)
+    _wait(driver, lambda d: len(_css(d, "#entity-rows tr")) == 26)
+    assert TOKEN not in driver.current_url
+    # sign out forgets the token for this tab
+    _css(driver, "#signout")[0].click()
+    _wait(driver, lambda d: _css(d, "#login")[0].is_displayed())
+    assert driver.execute_script("return sessionStorage.getItem('finpulse.token')") is None
+
+
+def test_desk_live_alert_keyboard_and_accessibility(
+    driver: Any, desk: DashboardServer, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    _sign_in(driver, desk.url, TOKEN)
+    _wait(driver, lambda d: len(_css(d, "#entity-rows tr")) == 26)
+    _wait(driver, lambda d: _css(d, "#conn")[0].text == "live")
+    console_errors(driver)  # drop the expected 401 of the page's first, tokenless probe
+    driver.execute_script("window.__sameDocument = true")
+
+    # the layout fits 1280x800: no horizontal scrolling in the table
+    overflow = driver.execute_script(
+        "const s = document.querySelector('#entities-panel .scroll');"
+        "return [s.scrollWidth, s.clientWidth, innerWidth, innerHeight]"
+    )
+    assert overflow[0] <= overflow[1], overflow
+    assert overflow[2:] == [1280, 800]
+
+    # a negative burst arrives: the alert, its highlighted evidence and the top row appear
+    _burst(desk.source, "TSLA", "Tesla", 14)
+    card = '#firing li[data-entity="ticker:TSLA"]'
+    _wait(driver, lambda d: _css(d, card))
+    assert driver.execute_script("return window.__sameDocument") is True  # no reload
+    marks = [m.text for m in _css(driver, card + " mark.link")]
+    assert marks == ["Tesla", "Tesla", "Tesla"]
+    assert _css(driver, "#entity-rows tr")[0].get_attribute("data-entity") == "ticker:TSLA"
+    _wait(driver, lambda d: "TSLA" in _css(d, "#announce")[0].text)
+
+    # keyboard: filter, then Tab into the table, arrow down/up, Enter opens the detail
+    box = _css(driver, "#filter")[0]
+    box.send_keys("tsl")
+    _wait(driver, lambda d: len(_css(d, "#entity-rows tr")) == 1)
+    box.send_keys(Keys.CONTROL, "a", Keys.DELETE)
+    _wait(driver, lambda d: len(_css(d, "#entity-rows tr")) == 26)
+    _css(driver, "#firing-only")[0].click()
+    _wait(driver, lambda d: len(_css(d, "#entity-rows tr")) == 1)
+    _css(driver, "#firing-only")[0].click()
+    _wait(driver, lambda d: len(_css(d, "#entity-rows tr")) == 26)
+    active = driver.switch_to.active_element
+    active.send_keys(Keys.TAB)
+    row = driver.switch_to.active_element
+    assert row.get_attribute("data-entity") == "ticker:TSLA"
+    outline = driver.execute_script("return getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none"  # visible focus
+    row.send_keys(Keys.ARROW_DOWN)
+    second = driver.switch_to.active_element
+    assert second.get_attribute("data-entity") == _css(driver, "#entity-rows tr")[1].get_attribute(
+        "data-entity"
+    )
+    second.send_keys(Keys.ARROW_UP)
+    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    _wait(driver, lambda d: _css(d, "#detail-h")[0].text == "TSLA · ticker")
+    _wait(driver, lambda d: _css(d, "#chart canvas"))
+    _wait(driver, lambda d: _css(d, "#headlines li mark.link.self"))
+    assert _css(driver, "#headlines li")[0].text.endswith("Tesla recalls 2 million vehicles")
+
+    # WCAG 2 A/AA rules (contrast included) by axe-core, in this browser, on this state
+    driver.execute_script(AXE.read_text(encoding="utf-8"))
+    result = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21aa']}})"
+        ".then(r => done(r.violations.map(v => [v.id, v.nodes.slice(0, 3).map(n => n.target)])))"
+        ".catch(e => done(['axe failed', String(e)]));"
+    )
+    assert result == [], result
+
+    save_screenshot(driver, tmp_path, "dashboard-desk")
+    assert console_errors(driver) == []
+
+
+def test_headlines_are_text_never_markup(driver: Any, desk: DashboardServer) -> None:
+    entity = "ticker:AAPL"
+    evil = '<img src=x onerror="window.__xss=1">Apple <b>beats</b>'
+    desk.source.add_headline(
+        entity,
+        Headline("evil", evil, CLOCK_MS + 1, "neutral", 0.1,
+                 (HeadlineLink(entity, "name", (36, 41), 0.9),)),
+    )  # fmt: skip
+    _sign_in(driver, desk.url, TOKEN)
+    _wait(driver, lambda d: _css(d, 'tr[data-entity="ticker:AAPL"]'))
+    _css(driver, 'tr[data-entity="ticker:AAPL"]')[0].click()
+    _wait(driver, lambda d: _css(d, "#headlines li"))
+    first = _css(driver, "#headlines li")[0]
+    assert evil in first.text
+    assert [m.text for m in first.find_elements("css selector", "mark")] == ["Apple"]
+    assert driver.execute_script("return window.__xss === undefined")
+    assert not first.find_elements("css selector", "img, b")
