@@ -131,7 +131,8 @@
         state.needsToken = true;
         showLogin(state.token ? "That token was refused." : "");
       } else {
-        setConn("offline", "cannot reach the worker; retrying");
+        const down = err instanceof HttpError && err.status === 503;
+        setConn(down ? "unavailable" : "offline", down ? "store unavailable; retrying" : "cannot reach the worker; retrying");
         setTimeout(start, POLL_MS);
       }
     }

@@ -196,3 +196,19 @@ def test_headlines_are_text_never_markup(driver: Any, desk: DashboardServer) -> 
     assert [m.text for m in first.find_elements("css selector", "mark")] == ["Apple"]
     assert driver.execute_script("return window.__xss === undefined")
     assert not first.find_elements("css selector", "img, b")
+
+
+def test_without_a_stream_the_page_polls_and_still_shows_alerts(driver: Any) -> None:
+    """A proxy that buffers or refuses the stream: the page falls back to polling."""
+    source = MemoryDashboardSource()
+    fill_desk(source)
+    server = DashboardServer(source, None, WINDOW, DETECTOR, max_streams=0).start()
+    try:
+        driver.get(server.url + "/")  # no token configured: no sign-in
+        _wait(driver, lambda d: len(_css(d, "#entity-rows tr")) == 26)
+        assert not _css(driver, "#signout")[0].is_displayed()
+        _wait(driver, lambda d: _css(d, "#conn")[0].get_attribute("data-state") == "polling")
+        _burst(source, "NVDA", "Nvidia", 14)
+        _wait(driver, lambda d: _css(d, '#firing li[data-entity="ticker:NVDA"]'), timeout=20)
+    finally:
+        server.stop()
