@@ -194,6 +194,7 @@ class DashboardApi:
             bucket_seconds=self.window.bucket_seconds,
             window_seconds=self.window.window_seconds,
             baseline_seconds=self.window.baseline_seconds,
+            series_buckets_max=self.max_buckets,
             clock_ms=max((s.clock_ms for s in states), default=None),
             entities=rows,
             truncated=len(states) >= limit,

@@ -118,6 +118,7 @@ class Overview(_Out):
     bucket_seconds: int
     window_seconds: int
     baseline_seconds: int
+    series_buckets_max: int  # the most buckets ``/series`` gives (bounded by retention)
     clock_ms: int | None  # the most recent entity clock (event time)
     entities: list[EntityRow]
     truncated: bool  # the store had more entities than the limit

@@ -13,11 +13,10 @@
   const TOKEN_KEY = "finpulse.token";
   const POLL_MS = 5000;
   const STALL_MS = 40000; // the server sends a heartbeat every 15 s
-  const SPARK_BUCKETS = 180; // 3 h of 1-minute buckets
+  const HISTORY_SECONDS = 3 * 3600; // sparklines and the detail chart: the last 3 hours
   const SPARK_BINS = 36; // 5-minute bins
   const SPARK_REFRESH_MS = 10000;
   const SPARK_ROWS = 60; // sparklines for the first rows shown only
-  const DETAIL_BUCKETS = 180;
   const CHART_HEIGHT = 150;
 
   const $ = (id) => document.getElementById(id);
@@ -331,7 +330,7 @@
       const entity = state.sparkQueue.values().next().value;
       state.sparkQueue.delete(entity);
       state.sparkBusy++;
-      api("/api/entities/" + encodeURIComponent(entity) + "/series?buckets=" + SPARK_BUCKETS)
+      api("/api/entities/" + encodeURIComponent(entity) + "/series?buckets=" + historyBuckets())
         .then((series) => {
           if (gen !== state.generation) return;
           const row = state.overview && state.overview.entities.find((r) => r.entity === entity);
@@ -344,12 +343,18 @@
     }
   }
 
+  function historyBuckets() {
+    // three hours of buckets, or what the worker keeps (the overview says how many)
+    const ov = state.overview;
+    return Math.max(1, Math.min(Math.round(HISTORY_SECONDS / ov.bucket_seconds), ov.series_buckets_max));
+  }
+
   function bins(series) {
     // Fixed 5-minute bins on the time axis that ends at the newest overview clock, so rows
     // line up: per bin, the items that arrived in it and the window share at its end.
     const end = (state.overview && state.overview.clock_ms) || series.clock_ms;
     const bucketMs = series.bucket_seconds * 1000;
-    const width = (SPARK_BUCKETS / SPARK_BINS) * bucketMs;
+    const width = HISTORY_SECONDS * 1000 / SPARK_BINS;
     const start = Math.floor(end / bucketMs) * bucketMs + bucketMs - SPARK_BINS * width;
     const out = Array.from({ length: SPARK_BINS }, () => ({ share: null, total: 0 }));
     for (const p of series.points) {
@@ -516,7 +521,7 @@
     const path = "/api/entities/" + encodeURIComponent(entity);
     try {
       const [series, heads] = await Promise.all([
-        api(path + "/series?buckets=" + DETAIL_BUCKETS),
+        api(path + "/series?buckets=" + historyBuckets()),
         api(path + "/headlines?limit=20"),
       ]);
       if (gen !== state.generation || state.selected !== entity) return;

@@ -65,6 +65,7 @@ async def test_series_limits_and_unknown_entity(desk_factory: DeskFactory) -> No
     assert len(body["points"]) == 180
     retention = WINDOW.retention_seconds // WINDOW.bucket_seconds
     cap = min(1440, retention)
+    assert (await desk.get("/api/overview"))[1]["series_buckets_max"] == cap
     assert (await desk.get(f"/api/entities/market/series?buckets={cap}"))[0] == 200
     status, body = await desk.get(f"/api/entities/market/series?buckets={cap + 1}")
     assert status == 400
