@@ -52,6 +52,7 @@ def chromium_driver(profile_dir: Path, width: int = 1280, height: int = 800) -> 
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    profile_dir.mkdir(parents=True, exist_ok=True)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in _FLAGS:
