@@ -50,4 +50,5 @@ def entities_for(item: NewsItem, topic: str) -> list[str]:
 
 def is_valid_entity(name: str) -> bool:
     """True for names ``entities_for`` can produce (the web API refuses anything else)."""
-    return len(name) <= MAX_ENTITY_CHARS and _ENTITY.match(name) is not None
+    # fullmatch: ``match`` with ``$`` would accept a trailing newline ("market\n")
+    return len(name) <= MAX_ENTITY_CHARS and _ENTITY.fullmatch(name) is not None

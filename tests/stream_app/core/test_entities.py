@@ -46,7 +46,18 @@ def test_entities_for_every_topic_is_valid() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["", "ticker:aapl", "topic:Earnings", "market:x", "ticker:AAPL}", "{x}", "topic:-a"]
+    "name",
+    [
+        "",
+        "ticker:aapl",
+        "topic:Earnings",
+        "market:x",
+        "ticker:AAPL}",
+        "{x}",
+        "topic:-a",
+        "market\n",
+        "ticker:TSLA\n",
+    ],
 )
 def test_invalid_entities(name: str) -> None:
     assert not is_valid_entity(name)

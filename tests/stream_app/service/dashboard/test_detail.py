@@ -7,8 +7,8 @@ import random
 
 import pytest
 
+from stream_app.core.windows import Counts
 from stream_app.service.dashboard.source import EntityState, Headline, HeadlineLink
-from stream_app.windows import Counts
 from tests.stream_app.service.dashboard.conftest import DeskFactory
 from tests.support.dashboard_source import MemoryDashboardSource
 from tests.support.desk_data import CLOCK_MS, WINDOW
@@ -86,6 +86,8 @@ async def test_series_limits_and_unknown_entity(desk_factory: DeskFactory) -> No
         "ticker:TSLA%2F..%2Fx",
         "ticker:" + "A" * 200,
         "%20market",
+        "market%0A",
+        "ticker:TSLA%0A",
     ],
 )
 async def test_malformed_entities_are_400(desk_factory: DeskFactory, entity: str) -> None:
