@@ -15,10 +15,11 @@ from typing import Any
 from aiohttp import web
 
 from stream_app.config import DetectorSettings, WindowSettings
-from stream_app.embedded import free_port
-from stream_app.metrics import Metrics
+from stream_app.devenv.embedded import free_port
 from stream_app.service.dashboard import DashboardApi, LiveFeed, install_dashboard
-from stream_app.web import HealthState, WebApi
+from stream_app.service.health import HealthState
+from stream_app.service.metrics import Metrics
+from stream_app.service.web import WebApi
 from tests.support.dashboard_source import MemoryDashboardSource
 
 __all__ = ["DashboardServer", "bearer_check"]

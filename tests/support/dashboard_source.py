@@ -14,13 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from stream_app.core.windows import Counts
 from stream_app.service.dashboard.source import (
     BucketCounts,
     EntitySeries,
     EntityState,
     Headline,
 )
-from stream_app.windows import Counts
 
 __all__ = ["MemoryDashboardSource"]
 

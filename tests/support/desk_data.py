@@ -9,10 +9,10 @@ import random
 from typing import Any
 
 from stream_app.config import DetectorSettings, WindowSettings
-from stream_app.detector import severity, stats
+from stream_app.core.detector import severity, stats
+from stream_app.core.windows import Counts, WindowGeometry
 from stream_app.schemas import Alert, Evidence, alert_id, ms_to_datetime
 from stream_app.service.dashboard.source import EntityState, Headline, HeadlineLink
-from stream_app.windows import Counts, WindowGeometry
 from tests.support.dashboard_source import MemoryDashboardSource
 
 __all__ = ["CLOCK_MS", "DETECTOR", "WINDOW", "burst_alert", "fill_desk", "linked"]
@@ -65,12 +65,11 @@ def _sums(
     buckets: dict[int, Counts], geometry: WindowGeometry, clock_ms: int
 ) -> tuple[Counts, Counts]:
     window, baseline = Counts(), Counts()
-    for b, c in buckets.items():
-        place = geometry.place(b, clock_ms)
-        if place == "window":
-            window.add(c)
-        elif place == "baseline":
-            baseline.add(c)
+    for b in geometry.window_range(clock_ms):
+        window.add(buckets.get(b, Counts()))
+    last = geometry.bucket(clock_ms)  # the baseline: (B - baseline, B - window]
+    for b in range(last - geometry.baseline_buckets + 1, last - geometry.window_buckets + 1):
+        baseline.add(buckets.get(b, Counts()))
     return window, baseline
 
 

@@ -4,7 +4,7 @@
 Redis: it reads a ``DashboardSource`` and turns counts into what a desk reads.
 
 * **Risk order** of the entity table: entities with a firing alert first, most severe
-  first; then everyone by the detector's binomial z (``stream_app.detector.stats``, the
+  first; then everyone by the detector's binomial z (``stream_app.core.detector.stats``, the
   same numbers the detector fires on), then by volume against baseline, then by name.
 * **Volume against baseline**: the window's item count ``n`` over the baseline's rate for
   a window. While a young entity's baseline is still filling, the rate is taken over the
@@ -28,8 +28,9 @@ from pydantic import ValidationError
 
 from models.errors import FinpulseError
 from stream_app.config import DetectorSettings, WindowSettings
-from stream_app.detector import stats
-from stream_app.entities import is_valid_entity
+from stream_app.core.detector import stats
+from stream_app.core.entities import is_valid_entity
+from stream_app.core.windows import MICROS, Counts, WindowGeometry
 from stream_app.service.dashboard.models import (
     AlertOut,
     AlertsOut,
@@ -42,7 +43,6 @@ from stream_app.service.dashboard.models import (
     SeriesOut,
 )
 from stream_app.service.dashboard.source import DashboardSource, EntityState
-from stream_app.windows import Counts, WindowGeometry
 
 __all__ = ["DashboardApi", "DashboardError", "Limits", "parse_limit"]
 
@@ -236,7 +236,7 @@ class DashboardApi:
                     positive=c.pos,
                     total=total,
                     negative_share=c.neg / total if total else None,
-                    mean_negative_prob=c.neg_prob_sum / total if total else None,
+                    mean_negative_prob=c.neg_prob_micros / MICROS / total if total else None,
                     window_negative=rolling.neg,
                     window_total=wtotal,
                     window_share=rolling.neg / wtotal if wtotal else None,

@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from stream_app.windows import Counts
+from stream_app.core.windows import Counts
 
 __all__ = [
     "BucketCounts",

@@ -97,9 +97,7 @@ def _records(values: Sequence[bytes]) -> list[Record]:
 
 
 def _score_stage(publisher: Any, metrics: Metrics | None = None) -> ScoreStage:
-    return ScoreStage(
-        S, Scorer(RulePredictor()), to_entity_events, publisher, metrics or Metrics()
-    )
+    return ScoreStage(S, Scorer(RulePredictor()), to_entity_events, publisher, metrics or Metrics())
 
 
 record_values = st.one_of(

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from stream_app.core.windows import Counts
 from stream_app.service.dashboard.source import Headline, HeadlineLink
-from stream_app.windows import Counts
 from tests.support.browser import chromium_driver, console_errors, save_screenshot
 from tests.support.dashboard_server import DashboardServer
 from tests.support.dashboard_source import MemoryDashboardSource

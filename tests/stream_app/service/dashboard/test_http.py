@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse
 
+from stream_app.core.windows import Counts
 from stream_app.service.dashboard.routes import ASSETS
 from stream_app.service.dashboard.source import EntityState
-from stream_app.windows import Counts
 from tests.stream_app.service.dashboard.conftest import AUTH, TOKEN, Desk, DeskFactory
 from tests.support.dashboard_source import MemoryDashboardSource
 from tests.support.desk_data import CLOCK_MS, burst_alert

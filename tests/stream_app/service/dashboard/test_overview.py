@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
+from stream_app.core.windows import Counts
 from stream_app.service.dashboard.source import EntityState
-from stream_app.windows import Counts
 from tests.stream_app.service.dashboard.conftest import DeskFactory
 from tests.support.dashboard_source import MemoryDashboardSource
 from tests.support.desk_data import CLOCK_MS, DETECTOR, WINDOW, burst_alert
