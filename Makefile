@@ -22,8 +22,8 @@ ci:  ## what CI runs once set up
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast:  ## unit tests only (no services, no training)
-	$(BIN)/pytest -m "not integration and not slow and not faults" $(PYTEST_ARGS)
+test-fast:  ## unit tests only (no services, no browser, no training)
+	$(BIN)/pytest -m "not integration and not slow and not faults and not browser" $(PYTEST_ARGS)
 
 lint:  ## ruff lint + format check
 	$(BIN)/ruff check .

@@ -15,10 +15,18 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-__all__ = ["aliases_dir", "dataset_dir", "lua_script", "sample_feed", "sample_truth"]
+__all__ = [
+    "aliases_dir",
+    "dashboard_asset",
+    "dataset_dir",
+    "lua_script",
+    "sample_feed",
+    "sample_truth",
+]
 
 _DATA = "finpulse"  # package whose data/ folder holds the vendored files
 _LUA = "stream_app.store"  # package whose lua/ folder holds the Redis scripts
+_DASHBOARD = "stream_app.service.dashboard"  # package whose static/ folder holds the page
 
 
 def _path(package: str, *parts: str) -> Path:
@@ -52,3 +60,8 @@ def sample_truth() -> Path:
 def lua_script(name: str) -> str:
     """The source of one of the window store's Redis scripts (``window_read.lua``, ...)."""
     return _path(_LUA, "lua", name).read_text(encoding="utf-8")
+
+
+def dashboard_asset(name: str) -> bytes:
+    """A file of the desk dashboard's page (``index.html``, ``vendor/uplot/...``) as bytes."""
+    return _path(_DASHBOARD, "static", *name.split("/")).read_bytes()

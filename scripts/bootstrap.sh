@@ -7,11 +7,15 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
-# Debian packages the tests use as real components: redis-server (window store), and
-# docker-compose 1.29, which validates docker-compose.yml without a Docker engine.
+# Debian packages the tests use as real components: redis-server (window store),
+# docker-compose 1.29, which validates docker-compose.yml without a Docker engine, and
+# chromium + chromium-driver, the real browser the dashboard tests drive through selenium
+# (/usr/bin/chromium, /usr/bin/chromedriver; no browser download at test time).
 APT_PACKAGES=""
 command -v redis-server >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES redis-server"
 command -v docker-compose >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES docker-compose"
+[ -x /usr/bin/chromium ] || APT_PACKAGES="$APT_PACKAGES chromium"
+[ -x /usr/bin/chromedriver ] || APT_PACKAGES="$APT_PACKAGES chromium-driver"
 if [ -n "$APT_PACKAGES" ]; then
     echo "==> installing Debian packages:$APT_PACKAGES"
     SUDO=""

@@ -94,3 +94,23 @@ def test_the_installed_wheel_runs_every_offline_verb_from_an_empty_directory(
     assert summary["scored"] == summary["items"] > 0
     assert summary["truth"]["events"] >= 1  # the packaged ground truth was found
     assert (work / "bt" / "alerts.jsonl").is_file()
+
+
+def test_the_installed_wheel_carries_the_dashboard_page(venv_bin: Path, tmp_path: Path) -> None:
+    """Every file ``GET /`` and ``/dashboard/*`` serve, and uPlot's licence, are installed."""
+    check = (
+        "import json\n"
+        "from finpulse.resources import dashboard_asset\n"
+        "from stream_app.service.dashboard.routes import ASSETS\n"
+        "names = [name for name, _ in ASSETS.values()] + ['vendor/uplot/LICENSE']\n"
+        "print(json.dumps({name: len(dashboard_asset(name)) for name in names}))\n"
+    )
+    done = subprocess.run(
+        [str(venv_bin / "python"), "-c", check], cwd=tmp_path, env=_outside_env(),
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    sizes = json.loads(done.stdout)
+    assert set(sizes) == {"index.html", "app.js", "app.css", "vendor/uplot/uPlot.iife.min.js",
+                          "vendor/uplot/uPlot.min.css", "vendor/uplot/LICENSE"}  # fmt: skip
+    assert all(size > 0 for size in sizes.values())

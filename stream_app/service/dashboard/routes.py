@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
-from importlib.resources import files
 from typing import Final
 
 from aiohttp import web
 from pydantic import BaseModel
 
+from finpulse.resources import dashboard_asset
 from stream_app.service.dashboard.api import DashboardApi, DashboardError, parse_limit
 from stream_app.service.dashboard.feed import FeedFull, LiveFeed
 
@@ -95,8 +95,7 @@ def _connected(request: web.Request) -> bool:
 
 
 def _load_assets() -> dict[str, tuple[bytes, str]]:
-    static = files("stream_app.service.dashboard").joinpath("static")
-    return {path: (static.joinpath(name).read_bytes(), ct) for path, (name, ct) in ASSETS.items()}
+    return {path: (dashboard_asset(name), ct) for path, (name, ct) in ASSETS.items()}
 
 
 def install_dashboard(

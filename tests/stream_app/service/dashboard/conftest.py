@@ -69,7 +69,3 @@ async def desk_factory() -> AsyncIterator[DeskFactory]:
 @pytest.fixture
 async def desk(desk_factory: DeskFactory) -> Desk:
     return await desk_factory()
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "browser: drives a real headless Chromium (selenium)")
