@@ -56,16 +56,21 @@ def _fit_spans(headline: str, links: list[LinkOut]) -> list[LinkOut]:
     return out
 
 
-class EvidenceOut(_Out):
+class _Linked(_Out):
+    """A headline with its entity links; spans that do not fit it are dropped."""
+
     id: str
     headline: str
-    negative_prob: float | None = None
     links: list[LinkOut] = Field(default_factory=list)
 
     @field_validator("links")
     @classmethod
     def _spans(cls, links: list[LinkOut], info: ValidationInfo) -> list[LinkOut]:
         return _fit_spans(info.data.get("headline", ""), links)
+
+
+class EvidenceOut(_Linked):
+    negative_prob: float | None = None
 
 
 class AlertOut(_Out):
@@ -151,19 +156,11 @@ class SeriesOut(_Out):
     points: list[PointOut]
 
 
-class HeadlineOut(_Out):
-    id: str
-    headline: str
+class HeadlineOut(_Linked):
     published_at_ms: int
     sentiment: str
     negative_prob: float
     novelty: str | None = None
-    links: list[LinkOut] = Field(default_factory=list)
-
-    @field_validator("links")
-    @classmethod
-    def _spans(cls, links: list[LinkOut], info: ValidationInfo) -> list[LinkOut]:
-        return _fit_spans(info.data.get("headline", ""), links)
 
 
 class HeadlinesOut(_Out):
