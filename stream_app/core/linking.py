@@ -98,9 +98,8 @@ _NAME_NOUNS: Final = frozenset({
 # Neighbours that make a mention someone else's story: "former Goldman CEO", "ex-Amazon",
 # "SoftBank-backed AI Medical Service".
 _FORMER: Final = re.compile(r"(?:^|[\s\-])(?:[Ff]ormer|FORMER|[Ee]x)[\s\-]+$")
-_NOT_ABOUT_AFTER: Final = frozenset({
-    "co-founder", "cofounder", "founder", "alum", "alumni", "alumnus", "veteran", "veterans",
-})
+_NOT_ABOUT_AFTER: Final = re.compile(
+    r"(?:'s|’s)?\s+(?:co-?founder|founder|alum(?:ni|nus)?|veterans?)\b", re.IGNORECASE)
 _NOT_ABOUT_SUFFIX: Final = ("-backed", "-funded", "-based")
 _BROKER_STRONG_AFTER: Final = frozenset({
     "upgrades", "downgrades", "upgraded", "downgraded", "initiates", "initiated",
@@ -109,6 +108,8 @@ _BROKER_STRONG_AFTER: Final = frozenset({
     "strategists", "economist", "economists", "research", "rates", "rating", "ratings",
     "calls", "bullish", "bearish", "predicts", "forecasts", "thinks", "believes", "turns",
     "starts", "warms", "sours", "bear", "bull", "call", "note", "view",
+    # data vendors as the source of a number ("FactSet consensus $1.21")
+    "consensus", "estimate", "estimates", "survey", "poll", "data",
 })
 _BROKER_WEAK_AFTER: Final = frozenset({
     "cuts", "raises", "lifts", "lowers", "trims", "boosts", "hikes", "bumps", "slashes",
@@ -125,6 +126,9 @@ _RATING_BEFORE: Final = frozenset({
     "lifted", "trimmed", "boosted", "rated", "started", "resumed", "hiked", "upgrade",
     "downgrade", "upgrades", "downgrades", "target", "targets",
 })
+_ASCII_LETTER: Final = re.compile(r"[A-Za-z]")
+_ASCII_UPPER: Final = re.compile(r"[A-Z]")
+_LONG_WORD: Final = re.compile(r"[A-Za-z][A-Za-z'’]{3,}")
 _LINK_LABEL: Final = re.compile(r":\s*(?:https?://|$)")
 # Capitalised words in a Title Case headline that do not make the next word part of a name
 # ("Why Profits From Amazon's Cloud", "Should You Buy Target").
@@ -345,24 +349,30 @@ class CompanyLinker:
         n_text = len(text)
         first: dict[str, tuple[int, int]] = {}
         mentions: dict[str, int] = {}
-        brokers: list[str] = []
         shouting: bool | None = None
         title: bool | None = None
         budget = 4 * max_links + 64
-        # Hot path (runs per news item in the worker): plain loops and local names on purpose.
+        # Hot path (runs per news item in the worker): the word-boundary test is inlined and
+        # names are local on purpose; most raw hits are inside other words ("afford").
         for end_idx, entry in self._auto.iter_long(low):
             end = end_idx + 1
             start = end - len(entry.spelling)
+            if start > 0:
+                c = text[start - 1]
+                if c.isalnum() or c == "_" or c == "$":
+                    continue
+            if end < n_text:
+                c = text[end]
+                if c.isalnum() or c == "_":
+                    continue
             ticker = entry.ticker
             if ticker in first:
-                if _boundary_ok(text, start, end):
+                if _case_ok(entry, text[start:end]):
                     mentions[ticker] += 1
                 continue
             budget -= 1
             if budget < 0:
                 break
-            if not _boundary_ok(text, start, end):
-                continue
             written = text[start:end]
             if not _case_ok(entry, written):
                 continue
@@ -374,7 +384,6 @@ class CompanyLinker:
                 if not _context_ok(entry, text, start, end, shouting, bool(title)):
                     continue
             if entry.broker and _analyst_source(text, start, end):
-                brokers.append(ticker)
                 continue
             first[ticker] = (start, end)
             mentions[ticker] = 1
@@ -410,6 +419,9 @@ def merge_links(
     """Explicit entities (``tickers`` field, cashtags) first and in their order, then name
     links for tickers not already present; at most ``max_links``; relevance recomputed
     over the merged company count, so a name beside three cashtags counts for less."""
+    explicit = list(explicit)
+    if not explicit:  # the common case: names only, their relevance is already right
+        return list(names)[:max_links]
     merged: dict[str, tuple[Via, tuple[int, int] | None, int]] = {}
     for ticker, via, span in explicit:
         if ticker not in merged and len(merged) < max_links:
@@ -436,18 +448,6 @@ def _is_acronym(spelling: str) -> bool:
     return len(spelling) <= 3 or (len(letters) > 0 and all(c.isupper() for c in letters))
 
 
-def _boundary_ok(text: str, start: int, end: int) -> bool:
-    if start > 0:
-        c = text[start - 1]
-        if c.isalnum() or c == "_" or c == "$":
-            return False
-    if end < len(text):
-        c = text[end]
-        if c.isalnum() or c == "_":
-            return False
-    return True
-
-
 def _case_ok(entry: _Entry, written: str) -> bool:
     spelling = entry.spelling
     if written == spelling:
@@ -460,10 +460,11 @@ def _case_ok(entry: _Entry, written: str) -> bool:
 
 
 def _text_shape(text: str) -> tuple[bool, bool]:
-    """(all caps, Title Case): words of 4+ letters after the first, mostly capitalised."""
-    letters = [c for c in text if c.isalpha()]
-    shouting = len(letters) >= 12 and sum(c.isupper() for c in letters) > 0.8 * len(letters)
-    words = [w for w in re.findall(r"[A-Za-z][A-Za-z'’]{3,}", text)[1:]]
+    """(all caps, Title Case): words of 4+ letters after the first, mostly capitalised.
+    Regex counts, not per-character Python loops: this runs for every common-word hit."""
+    n_letters = len(_ASCII_LETTER.findall(text))
+    shouting = n_letters >= 12 and len(_ASCII_UPPER.findall(text)) > 0.8 * n_letters
+    words = _LONG_WORD.findall(text)[1:]
     title = len(words) >= 3 and sum(w[0].isupper() for w in words) >= 0.7 * len(words)
     return shouting, title
 
@@ -530,14 +531,13 @@ def _context_ok(entry: _Entry, text: str, start: int, end: int, shouting: bool,
 
 
 def _someone_else(text: str, start: int, end: int) -> bool:
-    """True for "former Goldman CEO", "ex-Amazon", "SoftBank-backed ...": the story is
-    about a person or another company, the name only describes them."""
+    """True for "former Goldman CEO", "ex-Amazon", "SoftBank-backed ...", "Facebook
+    co-founder": the story is about a person or another company, the name describes them."""
     if text[end:end + 1] == "-" and text[end:end + 16].lower().startswith(_NOT_ABOUT_SUFFIX):
         return True
     if _FORMER.search(text, max(0, start - 12), start):
         return True
-    nxt = _next_words(text, end, 1)
-    return bool(nxt) and nxt[0].lower() in _NOT_ABOUT_AFTER
+    return _NOT_ABOUT_AFTER.match(text, end) is not None
 
 
 def _analyst_source(text: str, start: int, end: int) -> bool:

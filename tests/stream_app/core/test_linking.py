@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 
 import pytest
-from stream_app.entities import extract_cashtags
 
+from stream_app.core.entities import extract_cashtags
 from stream_app.core.linking import (
     AliasFileError,
     AliasRule,
