@@ -16,6 +16,7 @@ from importlib.resources import files
 from pathlib import Path
 
 __all__ = [
+    "alias_files",
     "aliases_dir",
     "dashboard_asset",
     "dataset_dir",
@@ -55,6 +56,16 @@ def sample_feed() -> Path:
 def sample_truth() -> Path:
     """Ground truth of ``sample_feed()`` (injected events)."""
     return _path(_DATA, "data", "samples", "truth.json")
+
+
+def alias_files() -> tuple[Path, Path, Path]:
+    """The three files of ``aliases_dir()`` the linker reads: generated ``aliases.csv``,
+    curated ``overrides.csv`` and ``stoplist.csv`` (``stream_app.model.load_linker``)."""
+    return (
+        _path(_DATA, "data", "aliases", "aliases.csv"),
+        _path(_DATA, "data", "aliases", "overrides.csv"),
+        _path(_DATA, "data", "aliases", "stoplist.csv"),
+    )
 
 
 def lua_script(name: str) -> str:

@@ -127,6 +127,12 @@ class Settings(BaseSettings):
     max_headline_chars: int = Field(1000, ge=16)
     max_body_chars: int = Field(20_000, ge=0)
     max_tickers: int = Field(32, ge=0)
+    # Entity linking (issue 10; stream_app.core.linking): a CSV ``alias,ticker`` that adds
+    # to / overrides the packaged alias table (a bad row stops the worker at start-up), and
+    # the relevance below which a company found by *name* is not counted as an entity
+    # (0 = every link counts; field tickers and cashtags always count).
+    aliases_file: Path | None = None
+    min_relevance: float = Field(0.0, ge=0.0, le=1.0)
 
     model_dir: Path = Path("artifacts/model")
     device: Literal["auto", "cpu", "cuda"] = "auto"

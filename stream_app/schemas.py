@@ -38,6 +38,7 @@ __all__ = [
     "DeadLetter",
     "DeadLetterReason",
     "EntityEvent",
+    "EntityLink",
     "Evidence",
     "NewsItem",
     "ScoredNews",
@@ -176,6 +177,22 @@ class NewsItem(_Wire):
         return datetime_to_ms(self.published_at)
 
 
+class EntityLink(_Wire):
+    """How an item names one company (issue 10): ``news.scored`` carries one per ticker.
+
+    ``via``: ``field`` (the producer's ``tickers``), ``cashtag`` (``$TSLA`` in the text) or
+    ``name`` (``Tesla``, found by ``stream_app.core.linking``). ``span`` is the half-open
+    ``[start, end)`` of the first mention in the *headline* (None for a field ticker the
+    headline does not cashtag, or a cashtag found only in the body). ``relevance`` in
+    [0, 1]: high for the subject of the headline, low for a passing mention in a round-up.
+    """
+
+    entity: str = Field(min_length=1, max_length=MAX_ENTITY_CHARS)
+    via: Literal["field", "cashtag", "name"]
+    span: tuple[int, int] | None = None
+    relevance: float = Field(ge=0.0, le=1.0)
+
+
 class ScoredNews(NewsItem):
     """A ``NewsItem`` (flattened) plus the model's outputs; topic ``news.scored``, key = id."""
 
@@ -185,6 +202,9 @@ class ScoredNews(NewsItem):
     topic_prob: float = Field(ge=0.0, le=1.0)
     model_version: str = Field(max_length=MAX_META_CHARS)
     entities: list[str] = Field(default_factory=list)
+    # Every company the item names, with provenance (field > cashtag > name), at most
+    # Settings.max_tickers; `entities` counts those at or above Settings.min_relevance.
+    links: list[EntityLink] = Field(default_factory=list, max_length=MAX_TICKERS)
     scored_at: datetime
 
     @property
@@ -206,6 +226,10 @@ class EntityEvent(_Wire):
     source_topic: str | None = None
     source_partition: int | None = None
     source_offset: int | None = None
+    # The item's EntityLink for a ticker entity (1.0 / None for topic and market events):
+    # how much the story is about this company, and where the headline names it.
+    relevance: float = Field(1.0, ge=0.0, le=1.0)
+    span: tuple[int, int] | None = None
 
 
 class Evidence(_Wire):

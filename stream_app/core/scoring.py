@@ -11,6 +11,13 @@ dead-letters it with reason ``predictor_failure``). One bad record costs O(log n
 calls instead of the whole batch. Failed entries hold the *same* ``NewsItem`` objects
 that were passed in, so callers can map them back to their records by identity.
 
+Entities (issue 10): each item's companies come from ``entities.item_links`` (field
+tickers, cashtags, then names found by the ``CompanyLinker`` the adapter built once per
+process); ``ScoredNews.links`` carries them all, ``entities`` those that count, and
+``to_entity_events`` copies each ticker's relevance and span onto its event. The worker
+and the backtest build the Scorer the same way (``stream_app.model.load_linker``), so a
+backtest links exactly as the worker does.
+
 ``score`` is synchronous: the worker runs it in a thread executor.
 """
 
@@ -25,7 +32,8 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from models.labels import SENTIMENT_LABELS
-from stream_app.core.entities import entities_for
+from stream_app.core.entities import entities_for, item_links
+from stream_app.core.linking import CompanyLinker
 from stream_app.schemas import EntityEvent, NewsItem, ScoredNews
 
 __all__ = ["PredictorLike", "ScoreResult", "Scorer", "to_entity_events"]
@@ -53,10 +61,19 @@ def _utcnow() -> datetime:
 
 class Scorer:
     def __init__(
-        self, predictor: PredictorLike, *, clock: Callable[[], datetime] = _utcnow
+        self,
+        predictor: PredictorLike,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        linker: CompanyLinker | None = None,
+        max_links: int = 32,
+        min_relevance: float = 0.0,
     ) -> None:
         self.predictor = predictor
         self.clock = clock
+        self.linker = linker
+        self.max_links = max_links
+        self.min_relevance = min_relevance
         self.calls = 0  # predictor calls, splits included
 
     def score(self, items: Sequence[NewsItem]) -> ScoreResult:
@@ -73,7 +90,7 @@ class Scorer:
             preds = self.predictor.predict([it.headline for it in items])
             if len(preds) != len(items):
                 raise _Unusable(f"predictor returned {len(preds)} results for {len(items)} texts")
-            scored = [_scored(it, p, now) for it, p in zip(items, preds, strict=True)]
+            scored = [self._scored(it, p, now) for it, p in zip(items, preds, strict=True)]
         except Exception as exc:  # any predictor failure: isolate the poison record
             if len(items) == 1:
                 out.failed.append((items[0], f"{type(exc).__name__}: {exc}"[:500]))
@@ -87,24 +104,34 @@ class Scorer:
             return
         out.scored += scored
 
-
-def _scored(item: NewsItem, p: Any, now: datetime) -> ScoredNews:
-    probs = {str(k): float(v) for k, v in dict(p.sentiment_probs).items()}
-    if p.sentiment not in SENTIMENT_LABELS or not all(math.isfinite(v) for v in probs.values()):
-        raise _Unusable(f"unusable prediction: sentiment={p.sentiment!r} probs={probs}")
-    try:
-        return ScoredNews(
-            **item.model_dump(),
-            sentiment=p.sentiment,
-            sentiment_probs=probs,
-            topic=p.topic,
-            topic_prob=min(1.0, max(0.0, float(p.topic_prob))),
-            model_version=p.model_version,
-            entities=entities_for(item, p.topic),
-            scored_at=now,
-        )
-    except ValidationError as exc:
-        raise _Unusable(f"unusable prediction: {exc.errors()[0].get('msg')}") from None
+    def _scored(self, item: NewsItem, p: Any, now: datetime) -> ScoredNews:
+        probs = {str(k): float(v) for k, v in dict(p.sentiment_probs).items()}
+        if p.sentiment not in SENTIMENT_LABELS or not all(
+            math.isfinite(v) for v in probs.values()
+        ):
+            raise _Unusable(f"unusable prediction: sentiment={p.sentiment!r} probs={probs}")
+        links = item_links(item, self.linker, self.max_links)
+        # Plain dicts: pydantic-core validates them faster than model_construct builds
+        # EntityLink objects in Python (measured; this is the hot path).
+        wire_links: list[Any] = [
+            {"entity": f"ticker:{lk.ticker}", "via": lk.via, "span": lk.span,
+             "relevance": lk.relevance}
+            for lk in links
+        ]
+        try:
+            return ScoredNews(
+                **item.model_dump(),
+                sentiment=p.sentiment,
+                sentiment_probs=probs,
+                topic=p.topic,
+                topic_prob=min(1.0, max(0.0, float(p.topic_prob))),
+                model_version=p.model_version,
+                entities=entities_for(item, p.topic, links, self.min_relevance),
+                links=wire_links,
+                scored_at=now,
+            )
+        except ValidationError as exc:
+            raise _Unusable(f"unusable prediction: {exc.errors()[0].get('msg')}") from None
 
 
 def to_entity_events(scored: Sequence[ScoredNews]) -> list[EntityEvent]:
@@ -113,7 +140,9 @@ def to_entity_events(scored: Sequence[ScoredNews]) -> list[EntityEvent]:
     for s in scored:
         neg = min(1.0, max(0.0, s.sentiment_probs.get("negative", 0.0)))
         t = s.event_time_ms
+        by_entity = {lk.entity: lk for lk in s.links}
         for entity in s.entities:
+            link = by_entity.get(entity)
             out.append(
                 EntityEvent(
                     entity=entity,
@@ -123,6 +152,8 @@ def to_entity_events(scored: Sequence[ScoredNews]) -> list[EntityEvent]:
                     negative_prob=neg,
                     headline=s.headline,
                     model_version=s.model_version,
+                    relevance=1.0 if link is None else link.relevance,
+                    span=None if link is None else link.span,
                 )
             )
     return out

@@ -180,11 +180,11 @@ class _Driver:
         self, settings: Settings, predictor: Any, aggregate_batch_size: int, bar: Any
     ) -> None:
         from stream_app.core.aggregator import Aggregator
-        from stream_app.core.scoring import Scorer
+        from stream_app.model import make_scorer
         from stream_app.store.memory import MemoryWindowStore
 
         self.run = BacktestRun()
-        self.scorer = Scorer(predictor)
+        self.scorer = make_scorer(settings, predictor)  # links exactly as the worker does
         self.predictor = predictor
         self.aggregator = Aggregator(MemoryWindowStore(), settings.window, settings.detector)
         self.bucket_ms = settings.window.bucket_seconds * 1000

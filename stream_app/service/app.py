@@ -26,7 +26,7 @@ from typing import Any
 import faust
 
 from stream_app.config import Settings
-from stream_app.model import load_worker_predictor
+from stream_app.model import load_linker, load_worker_predictor, make_scorer
 from stream_app.service.aggregate import AggregateStage
 from stream_app.service.batches import Record, run_with_retry
 from stream_app.service.broker import ensure_topics, faust_credentials
@@ -121,11 +121,15 @@ def create_app(
     *,
     predictor: Any | None = None,
     store: Any | None = None,
+    linker: Any | None = None,
 ) -> FinpulseApp:
-    """Build the worker app. ``predictor``/``store`` default to the configured model and Redis."""
+    """Build the worker app. ``predictor``/``store``/``linker`` default to the configured
+    model, Redis and company linker (``stream_app.model.load_linker``)."""
     from stream_app.core.aggregator import Aggregator
-    from stream_app.core.scoring import Scorer, to_entity_events
+    from stream_app.core.scoring import to_entity_events
 
+    if linker is None:
+        linker = load_linker(settings)  # a bad FINPULSE_ALIASES_FILE stops here, file:line
     if predictor is None:
         predictor = load_worker_predictor(settings)
     if store is None:
@@ -182,7 +186,7 @@ def create_app(
     metrics = Metrics()
     metrics.set_lag_reader(_lag_reader(app))
     health = HealthState(app_id=settings.app_id, model_version=str(predictor.model_version))
-    scorer = Scorer(predictor)
+    scorer = make_scorer(settings, predictor, linker)
     score_stage = ScoreStage(settings, scorer, to_entity_events, publisher, metrics)
     aggregator = Aggregator(store, settings.window, settings.detector)
     aggregate_stage = AggregateStage(settings, lambda: aggregator, publisher, metrics)
@@ -242,10 +246,11 @@ def _redis_store(settings: Settings) -> Any:
 
 def run_worker(settings: Settings, *, predictor: Any | None = None, verbose: bool = False) -> int:
     """``finpulse worker``: create topics, load the model, run until SIGINT/SIGTERM."""
+    linker = load_linker(settings)  # fail fast: a bad aliases file, before model or broker
     if predictor is None:
         predictor = load_worker_predictor(settings)  # fail fast: no model, no broker traffic
     asyncio.run(ensure_topics(settings))  # fail fast with a clear broker error
-    app = create_app(settings, predictor=predictor)
+    app = create_app(settings, predictor=predictor, linker=linker)
     worker = faust.Worker(
         app,
         loglevel="debug" if verbose else "info",

@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stream_app.config import Settings
 from stream_app.core.scoring import Scorer, to_entity_events
-from stream_app.schemas import NewsItem
+from stream_app.model import load_linker
+from stream_app.schemas import NewsItem, ScoredNews
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
@@ -108,3 +110,40 @@ def test_empty_batch() -> None:
     pred = FakePredictor()
     res = Scorer(pred).score([])
     assert (res.scored, res.failed, pred.calls) == ([], [], [])
+
+
+def test_scored_news_carries_links_and_entity_events_their_relevance() -> None:
+    """Names found by the real packaged linker become entities, with provenance on the wire."""
+    linker = load_linker(Settings())
+    text = "$GM slides as Tesla recalls cars, hitting peers like Ford"
+    item = NewsItem(id="n1", headline=text, published_at=1_700_000_000_000)
+    tesla, ford = text.index("Tesla"), text.index("Ford")
+    assert item.tickers == []  # a producer that sent no tickers and no parse_news cashtags
+    scorer = Scorer(FakePredictor(), clock=lambda: NOW, linker=linker, max_links=32)
+    (s,) = scorer.score([item.model_copy(update={"tickers": ["GM"]})]).scored
+    assert [(lk.entity, lk.via, lk.span) for lk in s.links] == [
+        ("ticker:GM", "cashtag", (0, 3)), ("ticker:TSLA", "name", (tesla, tesla + 5)),
+        ("ticker:F", "name", (ford, ford + 4))]
+    assert s.entities == ["ticker:GM", "ticker:TSLA", "ticker:F", "topic:earnings", "market"]
+    # The wire form round-trips (spans as JSON arrays) and validates.
+    assert ScoredNews.model_validate_json(s.model_dump_json()) == s
+    events = {e.entity: e for e in to_entity_events([s])}
+    assert events["ticker:TSLA"].span == (tesla, tesla + 5)
+    assert events["ticker:F"].relevance == s.links[2].relevance < events["ticker:GM"].relevance
+    assert (events["market"].relevance, events["market"].span) == (1.0, None)
+
+
+def test_min_relevance_keeps_the_link_but_not_the_entity() -> None:
+    linker = load_linker(Settings())
+    item = NewsItem(id="n1", headline="Nvidia jumps after earnings, lifting peers such as Intel",
+                    published_at=1_700_000_000_000)
+    scorer = Scorer(FakePredictor(), clock=lambda: NOW, linker=linker, min_relevance=0.5)
+    (s,) = scorer.score([item]).scored
+    assert [lk.entity for lk in s.links] == ["ticker:NVDA", "ticker:INTC"]
+    assert s.entities == ["ticker:NVDA", "topic:earnings", "market"]
+
+
+def test_without_a_linker_only_explicit_tickers_count() -> None:
+    (s,) = Scorer(FakePredictor(), clock=lambda: NOW).score([_item(0, "Tesla AAPL down")]).scored
+    assert [(lk.entity, lk.via) for lk in s.links] == [("ticker:AAPL", "field")]
+    assert s.entities[0] == "ticker:AAPL"
