@@ -20,8 +20,10 @@ import random
 import string
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from stream_app.core.linking import CompanyLinker, read_alias_rows
 
@@ -52,6 +54,45 @@ def rss_mib() -> float:
 def packaged() -> CompanyLinker:
     return CompanyLinker.from_files(
         ALIASES / "aliases.csv", ALIASES / "overrides.csv", ALIASES / "stoplist.csv")
+
+
+def scorer_cost(linker: CompanyLinker, texts: list[str], rounds: int) -> float:
+    """Microseconds per item that ``Scorer.score`` spends on linking (batches of 64)."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from stream_app.core.entities import extract_cashtags
+    from stream_app.core.scoring import Scorer
+    from stream_app.schemas import NewsItem
+
+    pred = SimpleNamespace(sentiment="neutral", topic="Earnings", topic_prob=0.9,
+                           model_version="bench",
+                           sentiment_probs={"negative": 0.1, "neutral": 0.8, "positive": 0.1})
+
+    class Constant:
+        def predict(self, texts: Sequence[str]) -> Sequence[Any]:
+            return [pred] * len(texts)
+
+    items = [NewsItem.model_validate({"id": str(i), "headline": t[:1000],
+                                      "tickers": extract_cashtags(t, 32),
+                                      "published_at": 1_700_000_000_000})
+             for i, t in enumerate(texts)]
+    batches = [items[i:i + 64] for i in range(0, len(items), 64)]
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    best = {}
+    for name, lk in (("without", None), ("with", linker)):
+        scorer = Scorer(Constant(), clock=lambda: now, linker=lk)
+        took = float("inf")
+        for _ in range(rounds):
+            gc.collect()
+            t0 = time.perf_counter()
+            for batch in batches:
+                scorer.score(batch)
+            took = min(took, time.perf_counter() - t0)
+        best[name] = took / len(items) * 1e6
+    print(f"| worker Scorer per item, fake predictor: without / with linker | "
+          f"{best['without']:.1f} / {best['with']:.1f} us | | |")
+    return best["with"] - best["without"]
 
 
 def main() -> None:
@@ -85,6 +126,13 @@ def main() -> None:
     print(f"| link() throughput, one core ({len(texts):,} corpus headlines, best of "
           f"{args.rounds}) | {rate:,.0f} headlines/s ({best / len(texts) * 1e6:.1f} us each; "
           f"{n_links:,} links) | >= 50,000/s | {'yes' if rate >= 50_000 else '**no**'} |")
+
+    # What linking costs the worker per item: the real Scorer (fake, constant predictor)
+    # with the packaged linker vs without one, same items, same run.
+    per_item = scorer_cost(linker, texts, args.rounds)
+    print(f"| worker Scorer cost of linking per item (with - without linker, best of "
+          f"{args.rounds}) | {per_item:.1f} us | a few us of the ~150 us budget | "
+          f"{'yes' if per_item < 10 else '**no**'} |")
 
     names = [a for a, _, _ in read_alias_rows(ALIASES / "aliases.csv")]
     patho = [(", ".join(random.Random(i).sample(names, 800)))[:10_000] for i in range(20)]
