@@ -22,6 +22,7 @@ __all__ = [
     "dataset_dir",
     "lua_script",
     "sample_feed",
+    "sample_prices",
     "sample_truth",
 ]
 
@@ -66,6 +67,11 @@ def alias_files() -> tuple[Path, Path, Path]:
         _path(_DATA, "data", "aliases", "overrides.csv"),
         _path(_DATA, "data", "aliases", "stoplist.csv"),
     )
+
+
+def sample_prices() -> Path:
+    """SYNTHETIC minute prices for the sample's tickers (scripts/sample_prices.py): made up."""
+    return _path(_DATA, "data", "samples", "prices-SYNTHETIC.csv.gz")
 
 
 def lua_script(name: str) -> str:
