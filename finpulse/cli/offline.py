@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from finpulse.cli.common import load_settings, time_arg
+from finpulse.cli.common import load_settings, positive_int, time_arg
 
 __all__ = ["register"]
 
@@ -187,23 +187,72 @@ def _register_backtest(subparsers: Any) -> None:
     p.add_argument("--no-cache", action="store_true", help="always run the model")
     p.add_argument("--no-report", action="store_true", help="skip report.html and charts")
     p.add_argument("--no-progress", action="store_true")
+    prices = p.add_argument_group(
+        "prices", "forward returns after alerts (see docs/replay-backtest.md for the rule)"
+    )
+    prices.add_argument(
+        "--prices", type=Path, default=None, metavar="FILE",
+        help="CSV or Parquet with ticker, timestamp, price (--sample: the packaged SYNTHETIC file)",
+    )  # fmt: skip
+    prices.add_argument("--no-prices", action="store_true", help="with --sample: no prices")
+    prices.add_argument(
+        "--price-tolerance", type=positive_int, default=120, metavar="SECONDS",
+        help="oldest price that may stand for an entry or exit time (default 120)",
+    )  # fmt: skip
+    prices.add_argument(
+        "--baseline-draws", type=positive_int, default=100, metavar="N",
+        help="random times per alert on its ticker for the baseline (default 100)",
+    )  # fmt: skip
+    prices.add_argument(
+        "--bootstrap", type=positive_int, default=2000, metavar="N",
+        help="bootstrap resamples for the confidence intervals (default 2000)",
+    )  # fmt: skip
+    prices.add_argument("--seed", type=int, default=0, help="baseline and bootstrap seed")
+    p.add_argument(
+        "--assert", dest="assertions", action="append", default=[], metavar="CONDITIONS",
+        help="e.g. 'precision>=0.8,recall>=0.9,delay_p90<=300': exit 1 when one fails "
+        "(metrics: docs/replay-backtest.md)",
+    )  # fmt: skip
     p.set_defaults(handler=_backtest)
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    from finpulse.resources import sample_feed, sample_truth
-    from stream_app.offline.backtest import apply_overrides, backtest
+    import sys
 
+    from finpulse.resources import sample_feed, sample_prices, sample_truth
+    from stream_app.offline.backtest import apply_overrides, backtest
+    from stream_app.offline.gate import GateError, parse_conditions, sources
+    from stream_app.offline.price_metrics import PriceOptions
+
+    conditions = parse_conditions(args.assertions)  # malformed: exit 2 before any work
     settings = apply_overrides(load_settings(model_dir=args.model), args.overrides)
-    feed, truth = args.feed, args.truth
+    feed, truth, prices = args.feed, args.truth, args.prices
     if args.sample:
         feed, truth = sample_feed(), truth or sample_truth()
+        if prices is None and not args.no_prices:
+            prices = sample_prices()
+    if "prices" in sources(conditions) and prices is None:
+        raise GateError("--assert uses price metrics: give --prices FILE")
+    options = PriceOptions(
+        tolerance_seconds=args.price_tolerance, seed=args.seed,
+        bootstrap_resamples=args.bootstrap, baseline_draws=args.baseline_draws,
+    )  # fmt: skip
     summary = backtest(
         feed, settings, args.output, overrides=args.overrides, truth_path=truth,
         tolerance_seconds=args.tolerance, batch_size=args.batch_size, fmt=args.fmt,
         strict=args.strict, time_from=time_arg(args.time_from, "--from"),
         time_to=time_arg(args.time_to, "--to"), cache_dir=args.cache_dir,
         use_cache=not args.no_cache, report=not args.no_report, progress=not args.no_progress,
+        prices_path=prices, price_options=options, assertions=conditions,
     )  # fmt: skip
     print(json.dumps(summary, indent=2, default=str))
+    gate = summary.get("assertions")
+    if gate is not None:
+        failed = [c for c in gate["conditions"] if not c["ok"]]
+        if failed:
+            reason = "; ".join(c["reason"] for c in failed)
+            print(f"finpulse: assertion failed: {reason}", file=sys.stderr)
+            return 1
+        print(f"finpulse: assertions passed: {', '.join(c.text for c in conditions)}",
+              file=sys.stderr)  # fmt: skip
     return 0

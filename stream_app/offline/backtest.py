@@ -8,12 +8,16 @@ alerts. The model runs in a worker thread while the previous batch is aggregated
 cold run costs about what the model costs.
 
 Outputs (in ``--output``): ``alerts.jsonl`` (the live alert JSON), ``timeseries.csv``,
-``summary.json`` and ``report.html`` with PNG charts (stream_app/report.py).
+``summary.json`` and ``report.html`` with PNG charts (stream_app/report.py). With a price
+file (``--prices``), also forward returns after the alerts against a random baseline
+(stream_app/offline/price_metrics.py) in ``summary.json`` (``prices``), ``returns.csv``
+and the report. The price file is read before the model runs, so a bad one fails fast.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import threading
 import time
@@ -31,6 +35,8 @@ from models.errors import FinpulseError
 from stream_app.config import Settings
 from stream_app.core.windows import Counts
 from stream_app.offline.feeds import LoadedFeed, load_feed
+from stream_app.offline.gate import Condition, GateError, check
+from stream_app.offline.price_metrics import PriceOptions
 from stream_app.offline.truth import (
     FiringAlert,
     TruthEvent,
@@ -369,11 +375,19 @@ def _summary(
 
 
 def write_outputs(
-    output: Path, run: BacktestRun, summary: dict[str, Any], settings: Settings
-) -> None:
+    output: Path, run: BacktestRun, summary: dict[str, Any], settings: Settings,
+    measured: Sequence[Any] = (),
+) -> None:  # fmt: skip
     from stream_app.offline.report import write_timeseries
 
     output.mkdir(parents=True, exist_ok=True)
+    if "prices" in summary:
+        from stream_app.offline.price_metrics import RETURNS_COLUMNS, returns_rows
+
+        with (output / "returns.csv").open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(RETURNS_COLUMNS)
+            writer.writerows(returns_rows(measured))
     with (output / "alerts.jsonl").open("w", encoding="utf-8") as fh:
         for alert in run.alerts:
             fh.write(alert.model_dump_json() + "\n")
@@ -409,15 +423,31 @@ def backtest(
     use_cache: bool = True,
     report: bool = True,
     progress: bool = True,
+    prices_path: Path | None = None,
+    price_options: PriceOptions | None = None,
+    assertions: Sequence[Condition] = (),
+    predictor: Any | None = None,
 ) -> dict[str, Any]:
-    """``finpulse backtest``: run a feed, write ``output``, return the summary."""
+    """``finpulse backtest``: run a feed, write ``output``, return the summary.
+
+    ``assertions`` (stream_app/offline/gate.py) are checked against the summary and their
+    outcomes recorded in it (``assertions``); a condition whose source this run lacks
+    raises ``GateError`` once the outputs are written. ``predictor``: a ready predictor
+    instead of the worker's model behind the prediction cache (tests, notebooks).
+    """
     batch_size = batch_size or settings.batch_size
     if batch_size < 1:
         raise BacktestError(f"--batch-size must be >= 1, got {batch_size}")
+    prices = None
+    if prices_path is not None:
+        from stream_app.offline.prices import load_prices
+
+        prices = load_prices(prices_path)
     feed = load_feed(
         feed_path, settings, fmt=fmt, strict=strict, time_from=time_from, time_to=time_to
     )
-    predictor = build_predictor(settings, cache_dir=cache_dir, use_cache=use_cache)
+    if predictor is None:
+        predictor = build_predictor(settings, cache_dir=cache_dir, use_cache=use_cache)
     run = run_backtest(feed, settings, predictor, batch_size=batch_size, progress=progress)
     summary = _summary(run, feed, settings, source=feed_path, overrides=overrides,
                        batch_size=batch_size, predictor=predictor)  # fmt: skip
@@ -431,9 +461,30 @@ def backtest(
                   for a in run.alerts if a.state == "firing"]  # fmt: skip
         summary["truth"] = evaluate(firing, truth, tolerance).as_dict()
         summary["truth_by_kind"] = evaluate_kinds(firing, truth, tolerance).as_dict()
-    write_outputs(output, run, summary, settings)
+    measured: list[Any] = []
+    if prices is not None and feed.items:
+        from stream_app.offline.price_metrics import evaluate_prices
+
+        span = (feed.items[0].item.published_at, feed.items[-1].item.published_at)
+        summary["prices"], measured = evaluate_prices(
+            run.alerts, prices, span, price_options or PriceOptions()
+        )
+    gate_error = None
+    if assertions:
+        try:
+            outcomes = check(assertions, summary)
+            summary["assertions"] = {
+                "passed": all(o.ok for o in outcomes),
+                "conditions": [o.as_dict() for o in outcomes],
+            }
+        except GateError as exc:
+            gate_error = exc
+            summary["assertions"] = {"passed": False, "error": str(exc)}
+    write_outputs(output, run, summary, settings, measured)
     if report:
         from stream_app.offline.report import write_report
 
-        write_report(output, summary, run.alerts, run.buckets, settings, truth)
+        write_report(output, summary, run.alerts, run.buckets, settings, truth, measured)
+    if gate_error is not None:
+        raise gate_error
     return summary

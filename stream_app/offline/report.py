@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 from stream_app.config import Settings
 from stream_app.core.detector import stats
 from stream_app.core.windows import Counts, WindowGeometry
+from stream_app.offline.report_prices import price_section, synthetic_banner
 
 if TYPE_CHECKING:
+    from stream_app.offline.price_metrics import AlertReturns
     from stream_app.offline.truth import TruthEvent
     from stream_app.schemas import Alert
 
@@ -147,9 +149,13 @@ def _fmt(value: Any) -> str:
 def write_report(
     output: Path, summary: Mapping[str, Any], alerts: Sequence[Alert],
     buckets: Mapping[str, Mapping[int, Counts]], settings: Settings,
-    truth: Sequence[TruthEvent] = (),
+    truth: Sequence[TruthEvent] = (), measured: Sequence[AlertReturns] = (),
 ) -> Path:  # fmt: skip
-    """``report.html`` plus one PNG per charted entity (entities with alerts, most first)."""
+    """``report.html`` plus one PNG per charted entity (entities with alerts, most first).
+
+    With a ``prices`` block in the summary, a section on returns after the alerts
+    (stream_app/offline/report_prices.py) follows the ground truth.
+    """
     charts_dir = output / "charts"
     charts_dir.mkdir(parents=True, exist_ok=True)
     by_entity: dict[str, list[Any]] = {}
@@ -185,7 +191,9 @@ def write_report(
         "<!doctype html><html><head><meta charset='utf-8'><title>finpulse backtest</title>",
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
         "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
-        "img{max-width:100%}</style></head><body><h1>finpulse backtest</h1>",
+        "img{max-width:100%}.synthetic{background:#fff3cd;border:2px solid #d39e00;"
+        "padding:.6em 1em;margin:1em 0}</style></head><body><h1>finpulse backtest</h1>",
+        synthetic_banner(s.get("prices")),
         _table(overview, ["", ""]),
         "<h2>Dead-lettered by reason</h2>",
         _table(sorted(s["dead_lettered"].items()), ["reason", "count"]),
@@ -225,6 +233,8 @@ def write_report(
             f"<p>Duplicate storms: {k['storms']}, alerts they caused: "
             f"<b>{k['storm_alerts']}</b> (target 0).</p>",
         ]  # fmt: skip
+    if s.get("prices"):
+        parts += price_section(output, s["prices"], measured)
     parts.append("<h2>Charts</h2>")
     if len(ranked) > MAX_CHARTS:
         parts.append(f"<p>{len(ranked)} entities alerted; the {MAX_CHARTS} with most alerts "
