@@ -40,12 +40,12 @@ from typing import Any, Final, Literal
 import numpy as np
 
 from models.errors import FinpulseError
+from stream_app.offline.feeds import BadRow
 from stream_app.schemas import TICKER_RE, datetime_to_ms, parse_event_time
 
 __all__ = [
     "HORIZONS",
     "MISSING_REASONS",
-    "BadPriceRow",
     "Entry",
     "PriceError",
     "PriceSeries",
@@ -77,16 +77,6 @@ class PriceError(FinpulseError):
 
 
 @dataclass(frozen=True)
-class BadPriceRow:
-    line: int
-    reason: str
-    detail: str
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.reason}: {self.detail}"
-
-
-@dataclass(frozen=True)
 class PriceSeries:
     """One ticker's observations: strictly increasing epoch-ms times and positive prices."""
 
@@ -111,7 +101,7 @@ class PriceTable:
     rows: int = 0
     duplicates: int = 0
     bad: Counter[str] = field(default_factory=Counter)
-    bad_rows: list[BadPriceRow] = field(default_factory=list)
+    bad_rows: list[BadRow] = field(default_factory=list)
 
     @property
     def observations(self) -> int:
@@ -195,24 +185,24 @@ def _parquet_rows(path: Path, notes: list[str]) -> Iterator[tuple[int, dict[str,
             yield line, {k: values[k][i] for k in COLUMNS}
 
 
-def _parse_row(line: int, row: dict[str, Any]) -> tuple[str, int, float] | BadPriceRow:
+def _parse_row(line: int, row: dict[str, Any]) -> tuple[str, int, float] | BadRow:
     raw_ticker = row.get("ticker")
     ticker = normalise_ticker(raw_ticker) if isinstance(raw_ticker, str) else None
     if ticker is None:
-        return BadPriceRow(line, "bad_ticker", f"{str(raw_ticker)[:32]!r} is not a ticker")
+        return BadRow(line, "bad_ticker", f"{str(raw_ticker)[:32]!r} is not a ticker")
     try:
         value = row.get("timestamp")
         if isinstance(value, str):
             value = value.strip()
         when = datetime_to_ms(parse_event_time(value))
     except ValueError as exc:
-        return BadPriceRow(line, "bad_timestamp", str(exc))
+        return BadRow(line, "bad_timestamp", str(exc))
     try:
         price = float(row.get("price"))  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        return BadPriceRow(line, "bad_price", f"{str(row.get('price'))[:32]!r} is not a number")
+        return BadRow(line, "bad_price", f"{str(row.get('price'))[:32]!r} is not a number")
     if not math.isfinite(price) or price <= 0:
-        return BadPriceRow(line, "bad_price", f"{price!r} is not a positive finite price")
+        return BadRow(line, "bad_price", f"{price!r} is not a positive finite price")
     return ticker, when, price
 
 
@@ -232,7 +222,7 @@ def load_prices(path: Path, fmt: str | None = None) -> PriceTable:
         for line, row in rows:
             table.rows += 1
             parsed = _parse_row(line, row)
-            if isinstance(parsed, BadPriceRow):
+            if isinstance(parsed, BadRow):
                 table.bad[parsed.reason] += 1
                 if len(table.bad_rows) < _MAX_BAD_LISTED:
                     table.bad_rows.append(parsed)
