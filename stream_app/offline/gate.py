@@ -7,10 +7,11 @@ for a fraction (``hit_rate_1h>=55%`` is 0.55).
 
 Metrics are read from the summary (``metric_values``), by name:
 
-* ground truth (``summary.truth``): ``precision``, ``recall``, ``delay_median``,
-  ``delay_p90``, ``events``, ``detected`` (the summary's top-level truth metrics); the same
-  per alert kind with a ``_negative`` / ``_positive`` / ``_volume`` suffix
-  (``summary.truth.kinds.<kind>``, once the backtest reports kinds); ``storm_alerts``;
+* ground truth: ``precision``, ``recall``, ``delay_median``, ``delay_p90``, ``events``,
+  ``detected`` (``summary.truth``: negative alerts against negative events); the same per
+  alert kind with a ``_negative`` / ``_positive`` / ``_volume`` suffix
+  (``summary.truth_by_kind.kinds.<kind>``); ``storm_alerts`` (alerts that syndication
+  storms caused, ``summary.truth_by_kind``);
 * the run: ``alerts`` (firing), ``alerts_resolved``, ``dead_lettered``, ``late_events``;
 * prices (``summary.prices``, ``--prices``), per horizon ``5m`` / ``1h`` / ``1d``:
   ``hit_rate_<h>`` (negative and positive alerts pooled), ``hit_rate_<h>_<kind>``,
@@ -97,22 +98,22 @@ class Outcome:
 def _priced(horizon: str) -> Callable[[Mapping[str, Any]], Any]:
     """Alerts with a return at ``horizon``, all kinds (the pooled group would count twice)."""
 
-    def get(p: Mapping[str, Any]) -> Any:
-        groups = p["groups"].items()
+    def get(s: Mapping[str, Any]) -> Any:
+        groups = s["prices"]["groups"].items()
         return sum(g.get(horizon, {}).get("priced", 0) for k, g in groups if k != "directional")
 
     return get
 
 
 def _registry() -> dict[str, tuple[str, Callable[[Mapping[str, Any]], Any]]]:
-    """Metric name -> (source, getter); the source is ``truth``, ``run`` or ``prices``."""
+    """Metric name -> (source, getter of the summary); source: ``truth``, ``run``, ``prices``."""
     reg: dict[str, tuple[str, Callable[[Mapping[str, Any]], Any]]] = {}
 
     def truth(field: str, kind: str | None) -> Callable[[Mapping[str, Any]], Any]:
-        def get(t: Mapping[str, Any]) -> Any:
-            if kind is None and field in t:
-                return t[field]
-            per = (t.get("kinds") or {}).get(kind or "negative")
+        def get(s: Mapping[str, Any]) -> Any:
+            if kind is None:
+                return s["truth"].get(field)
+            per = ((s.get("truth_by_kind") or {}).get("kinds") or {}).get(kind)
             return None if per is None else per.get(field)
 
         return get
@@ -121,15 +122,15 @@ def _registry() -> dict[str, tuple[str, Callable[[Mapping[str, Any]], Any]]]:
         reg[name] = ("truth", truth(field, None))
         for kind in KINDS:
             reg[f"{name}_{kind}"] = ("truth", truth(field, kind))
-    reg["storm_alerts"] = ("truth", lambda t: t.get("storm_alerts"))
+    reg["storm_alerts"] = ("truth", lambda s: (s.get("truth_by_kind") or {}).get("storm_alerts"))
     reg["alerts"] = ("run", lambda s: s["alerts"]["firing"])
     reg["alerts_resolved"] = ("run", lambda s: s["alerts"]["resolved"])
     reg["dead_lettered"] = ("run", lambda s: sum(s["dead_lettered"].values()))
     reg["late_events"] = ("run", lambda s: s["late_events"])
 
     def price(group: str, horizon: str, *path: str) -> Callable[[Mapping[str, Any]], Any]:
-        def get(p: Mapping[str, Any]) -> Any:
-            value: Any = (p["groups"].get(group) or {}).get(horizon)
+        def get(s: Mapping[str, Any]) -> Any:
+            value: Any = (s["prices"]["groups"].get(group) or {}).get(horizon)
             for key in path:
                 value = None if value is None else value.get(key)
             return value
@@ -211,10 +212,9 @@ def metric_values(summary: Mapping[str, Any]) -> dict[str, float | None]:
     """Every known metric this summary has a source for (None: not computable)."""
     out: dict[str, float | None] = {}
     for name, (source, get) in _REGISTRY.items():
-        block = summary if source == "run" else summary.get(source)
-        if block is None:
+        if source != "run" and summary.get(source) is None:
             continue
-        value = get(block)
+        value = get(summary)
         out[name] = None if value is None else float(value)
     return out
 

@@ -95,7 +95,7 @@ def test_a_metric_without_its_source_is_an_error_not_a_failure() -> None:
 
 
 def test_per_kind_truth_and_price_metrics_are_read_from_their_blocks() -> None:
-    truth = {
+    by_kind = {
         "kinds": {
             "negative": {**TRUTH, "recall": 1.0},
             "positive": {**TRUTH, "recall": 0.5, "precision": 0.6},
@@ -113,8 +113,9 @@ def test_per_kind_truth_and_price_metrics_are_read_from_their_blocks() -> None:
             "directional": {"1h": {**group, "hit_rate": 0.6}},
         }
     }
-    values = metric_values(summary(truth=truth, prices=prices))
-    assert values["recall"] == 1.0  # no top-level truth: the negative kind
+    values = metric_values(summary(truth=TRUTH, truth_by_kind=by_kind, prices=prices))
+    assert values["recall"] == 0.75  # summary.truth
+    assert values["recall_negative"] == 1.0
     assert values["recall_positive"] == 0.5
     assert values["precision_positive"] == 0.6
     assert values["recall_volume"] is None
