@@ -126,8 +126,8 @@ _RATING_BEFORE: Final = frozenset({
     "lifted", "trimmed", "boosted", "rated", "started", "resumed", "hiked", "upgrade",
     "downgrade", "upgrades", "downgrades", "target", "targets",
 })
-_ASCII_LETTER: Final = re.compile(r"[A-Za-z]")
-_ASCII_UPPER: Final = re.compile(r"[A-Z]")
+_NOT_ASCII_LETTER: Final = re.compile(r"[^A-Za-z]+")
+_NOT_ASCII_UPPER: Final = re.compile(r"[^A-Z]+")
 _LONG_WORD: Final = re.compile(r"[A-Za-z][A-Za-z'’]{3,}")
 _LINK_LABEL: Final = re.compile(r":\s*(?:https?://|$)")
 # Capitalised words in a Title Case headline that do not make the next word part of a name
@@ -461,9 +461,9 @@ def _case_ok(entry: _Entry, written: str) -> bool:
 
 def _text_shape(text: str) -> tuple[bool, bool]:
     """(all caps, Title Case): words of 4+ letters after the first, mostly capitalised.
-    Regex counts, not per-character Python loops: this runs for every common-word hit."""
-    n_letters = len(_ASCII_LETTER.findall(text))
-    shouting = n_letters >= 12 and len(_ASCII_UPPER.findall(text)) > 0.8 * n_letters
+    C-level regex passes, not per-character Python loops: it runs for every common-word hit."""
+    n_letters = len(_NOT_ASCII_LETTER.sub("", text))
+    shouting = n_letters >= 12 and len(_NOT_ASCII_UPPER.sub("", text)) > 0.8 * n_letters
     words = _LONG_WORD.findall(text)[1:]
     title = len(words) >= 3 and sum(w[0].isupper() for w in words) >= 0.7 * len(words)
     return shouting, title
