@@ -444,8 +444,8 @@ def _variants(alias: str) -> Iterator[str]:
 
 
 def _is_acronym(spelling: str) -> bool:
-    letters = [c for c in spelling if c.isalpha()]
-    return len(spelling) <= 3 or (len(letters) > 0 and all(c.isupper() for c in letters))
+    """Short names and all-caps names (GE, BP, 3M, AT&T, LVMH) match only as spelled."""
+    return len(spelling) <= 3 or spelling.isupper()
 
 
 def _case_ok(entry: _Entry, written: str) -> bool:
