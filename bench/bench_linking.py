@@ -25,10 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from finpulse.resources import alias_files
 from stream_app.core.linking import CompanyLinker, read_alias_rows
-
-ROOT = Path(__file__).resolve().parent.parent
-ALIASES = ROOT / "finpulse" / "data" / "aliases"
 
 
 def corpus_dir() -> Path:
@@ -52,8 +50,7 @@ def rss_mib() -> float:
 
 
 def packaged() -> CompanyLinker:
-    return CompanyLinker.from_files(
-        ALIASES / "aliases.csv", ALIASES / "overrides.csv", ALIASES / "stoplist.csv")
+    return CompanyLinker.from_files(*alias_files())
 
 
 def scorer_cost(linker: CompanyLinker, texts: list[str], rounds: int) -> float:
@@ -79,17 +76,16 @@ def scorer_cost(linker: CompanyLinker, texts: list[str], rounds: int) -> float:
              for i, t in enumerate(texts)]
     batches = [items[i:i + 64] for i in range(0, len(items), 64)]
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    best = {}
-    for name, lk in (("without", None), ("with", linker)):
-        scorer = Scorer(Constant(), clock=lambda: now, linker=lk)
-        took = float("inf")
-        for _ in range(rounds):
+    scorers = {"without": Scorer(Constant(), clock=lambda: now),
+               "with": Scorer(Constant(), clock=lambda: now, linker=linker)}
+    best = dict.fromkeys(scorers, float("inf"))
+    for _ in range(rounds):  # interleaved, so a burst of load on the shared box hits both
+        for name, scorer in scorers.items():
             gc.collect()
             t0 = time.perf_counter()
             for batch in batches:
                 scorer.score(batch)
-            took = min(took, time.perf_counter() - t0)
-        best[name] = took / len(items) * 1e6
+            best[name] = min(best[name], (time.perf_counter() - t0) / len(items) * 1e6)
     print(f"| worker Scorer per item, fake predictor: without / with linker | "
           f"{best['without']:.1f} / {best['with']:.1f} us | | |")
     return best["with"] - best["without"]
@@ -134,7 +130,7 @@ def main() -> None:
           f"{args.rounds}) | {per_item:.1f} us | a few us of the ~150 us budget | "
           f"{'yes' if per_item < 10 else '**no**'} |")
 
-    names = [a for a, _, _ in read_alias_rows(ALIASES / "aliases.csv")]
+    names = [a for a, _, _ in read_alias_rows(alias_files()[0])]
     patho = [(", ".join(random.Random(i).sample(names, 800)))[:10_000] for i in range(20)]
     patho.append(("Tesla recalls cars. " * 600)[:10_000])
     t0 = time.perf_counter()
@@ -157,10 +153,15 @@ def main() -> None:
         gc.collect()
         before = rss_mib()
         t0 = time.perf_counter()
-        big = CompanyLinker.from_files(
-            ALIASES / "aliases.csv", ALIASES / "overrides.csv", ALIASES / "stoplist.csv", path)
+        big = CompanyLinker.from_files(*alias_files(), path)
         took = time.perf_counter() - t0
         grown = rss_mib() - before
+        for _ in range(2):  # best of 3 loads (the first one also gives the memory growth)
+            del big
+            gc.collect()
+            t0 = time.perf_counter()
+            big = CompanyLinker.from_files(*alias_files(), path)
+            took = min(took, time.perf_counter() - t0)
         t0 = time.perf_counter()
         for t in texts[:5000]:
             big.link(t)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from finpulse.resources import alias_files
 from stream_app.core.entities import extract_cashtags
 from stream_app.core.linking import (
     AliasFileError,
@@ -22,9 +23,8 @@ from stream_app.core.linking import (
     read_user_aliases,
 )
 
-ROOT = Path(__file__).resolve().parents[3]
-ALIASES = ROOT / "finpulse" / "data" / "aliases"
-GOLD = ROOT / "tests" / "data" / "linking_gold.jsonl"
+GOLD = Path(__file__).resolve().parents[2] / "data" / "linking_gold.jsonl"
+TABLE, OVERRIDES, STOPLIST = alias_files()
 
 
 def tickers(linker: CompanyLinker, text: str) -> list[str]:
@@ -39,7 +39,7 @@ def written(text: str, link: NameLink) -> str:
 @pytest.fixture(scope="module")
 def packaged() -> CompanyLinker:
     return CompanyLinker.from_files(
-        ALIASES / "aliases.csv", ALIASES / "overrides.csv", ALIASES / "stoplist.csv")
+        TABLE, OVERRIDES, STOPLIST)
 
 
 @pytest.fixture
@@ -143,7 +143,7 @@ def test_relevance_subject_beats_passing_mention_and_decreases_with_count(
 
 
 def test_output_is_bounded_for_pathological_input(packaged: CompanyLinker) -> None:
-    names = [a for a, _, common in read_alias_rows(ALIASES / "aliases.csv") if not common]
+    names = [a for a, _, common in read_alias_rows(TABLE) if not common]
     every = ", ".join(names)[:10_000]
     links = packaged.link(every, max_links=16)
     assert len(links) == 16
@@ -159,7 +159,7 @@ def test_user_aliases_add_and_override(tmp_path: Path) -> None:
     user = tmp_path / "desk.csv"
     user.write_text("alias,ticker\n# our names\nTesla,TSLQ\nAcme Widgets,$acme\n", encoding="utf-8")
     linker = CompanyLinker.from_files(
-        ALIASES / "aliases.csv", ALIASES / "overrides.csv", ALIASES / "stoplist.csv", user)
+        TABLE, OVERRIDES, STOPLIST, user)
     assert tickers(linker, "Acme Widgets and Tesla report") == ["ACME", "TSLQ"]
 
 
@@ -195,8 +195,8 @@ def test_unreadable_user_alias_files(tmp_path: Path) -> None:
 
 def test_gold_precision_and_recall(packaged: CompanyLinker) -> None:
     """Targets of issue 10 on the hand-labelled headlines (cashtags + names, in-universe)."""
-    universe = {t for _, t, _ in read_alias_rows(ALIASES / "aliases.csv")}
-    universe |= {t for _, t, _ in read_alias_rows(ALIASES / "overrides.csv")}
+    universe = {t for _, t, _ in read_alias_rows(TABLE)}
+    universe |= {t for _, t, _ in read_alias_rows(OVERRIDES)}
     rows = [json.loads(line) for line in GOLD.read_text(encoding="utf-8").splitlines()]
     assert len(rows) >= 300
     assert sum("$" not in r["text"] for r in rows) >= 0.8 * len(rows)
