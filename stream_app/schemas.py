@@ -46,6 +46,7 @@ __all__ = [
     "alert_id",
     "datetime_to_ms",
     "ms_to_datetime",
+    "normalize_ticker",
     "parse_event_time",
 ]
 
@@ -58,7 +59,23 @@ MAX_META_CHARS: Final = 2_048
 MAX_TICKERS: Final = 256
 MAX_ENTITY_CHARS: Final = 128
 
-TICKER_RE: Final = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
+# ``\Z``, not ``$``: ``$`` also matches before a trailing newline.
+TICKER_RE: Final = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}\Z")
+
+
+def normalize_ticker(value: str) -> str | None:
+    """``" $tsla "`` -> ``"TSLA"``; None unless the result is a plain ASCII symbol.
+
+    The ASCII check comes *before* upper-casing: ``"ß".upper()`` is ``"SS"``,
+    ``"\ufb01".upper()`` (the fi ligature) is ``"FI"`` and ``"\u0131".upper()`` (dotless i)
+    is ``"I"``, so checking afterwards would count those texts for real tickers.
+    """
+    sym = value.strip().lstrip("$")
+    if not sym.isascii():
+        return None
+    sym = sym.upper()
+    return sym if TICKER_RE.fullmatch(sym) else None
+
 
 # 2000-01-01 and 2100-01-01 UTC in ms: anything outside is a broken clock, not news.
 MIN_EVENT_MS: Final = 946_684_800_000
@@ -160,8 +177,8 @@ class NewsItem(_Wire):
         for t in v:
             if not isinstance(t, str):
                 raise ValueError("tickers must be strings")
-            sym = t.strip().lstrip("$").upper()
-            if not TICKER_RE.match(sym):
+            sym = normalize_ticker(t)
+            if sym is None:
                 raise ValueError(f"ticker {t[:16]!r} does not match {TICKER_RE.pattern}")
             if sym not in out:
                 out.append(sym)

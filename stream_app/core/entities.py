@@ -38,7 +38,7 @@ MARKET: Final = "market"
 # ``$`` not preceded by a word char or another ``$``; the symbol starts with a letter,
 # may contain one class suffix like ``.B`` or ``-A``, and must not run into more word chars.
 _CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,5}(?:[.\-][A-Za-z]{1,2})?)(?![\w$])")
-_ENTITY = re.compile(r"^(?:market|ticker:[A-Z][A-Z0-9.\-]{0,9}|topic:[a-z0-9]+(?:-[a-z0-9]+)*)$")
+_ENTITY = re.compile(r"(?:market|ticker:[A-Z][A-Z0-9.\-]{0,9}|topic:[a-z0-9]+(?:-[a-z0-9]+)*)")
 
 
 def cashtag_spans(text: str, limit: int | None = None) -> dict[str, tuple[int, int]]:

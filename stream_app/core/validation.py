@@ -8,7 +8,9 @@ Decisions:
 * Control characters (Unicode category Cc: C0, DEL, C1) in text fields are *replaced by a
   space* and the field stripped, not rejected: feeds routinely carry stray ``\\r\\n``/``\\t``
   and a headline is still scorable. Lone surrogates (``"\\ud800"`` escapes, which cannot be
-  re-encoded as UTF-8) become U+FFFD. A headline empty after this is ``empty_headline``.
+  re-encoded as UTF-8) become U+FFFD. A headline empty after this, or made only of
+  invisible characters (format characters such as U+200B, combining marks alone, blank
+  fillers such as U+3164), is ``empty_headline``: the model would score nothing.
 * Size limits are checked on the raw bytes first (``too_large``), then per field
   (``too_long``) against ``Settings.max_*``.
 * Event time is ``published_at`` (ISO-8601 text, naive = UTC, or epoch milliseconds); when
@@ -17,7 +19,10 @@ Decisions:
   Without a record timestamp only the absolute range is checked, so the outcome never
   depends on the wall clock.
 * ``tickers`` absent or null -> cashtags of headline + body (at most ``max_tickers``);
-  present -> each must look like a symbol (``$`` prefix and case are normalised).
+  present -> each must look like an ASCII symbol (``$`` prefix and case are normalised,
+  non-ASCII is refused *before* upper-casing, see ``schemas.normalize_ticker``).
+* ``decode_object`` (size, UTF-8, JSON, object) is public so the offline feed readers give
+  a feed line the reason the worker gives a record with the same bytes.
 """
 
 from __future__ import annotations
@@ -36,15 +41,21 @@ from stream_app.schemas import (
     MAX_ID_CHARS,
     MAX_META_CHARS,
     MIN_EVENT_MS,
-    TICKER_RE,
     DeadLetterReason,
     NewsItem,
     datetime_to_ms,
     ms_to_datetime,
+    normalize_ticker,
     parse_event_time,
 )
 
-__all__ = ["InvalidRecord", "clean_text", "parse_news"]
+__all__ = ["InvalidRecord", "clean_text", "decode_object", "is_blank", "parse_news"]
+
+# Characters that draw nothing: controls, format characters (zero-width space/joiners,
+# BOM, bidi marks, tags), separators, and combining marks without a base character.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp", "Mn", "Me"})
+# Letters and symbols that render as blank space (Hangul fillers, braille blank).
+_BLANK_FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 
 
 class InvalidRecord(FinpulseError):
@@ -72,14 +83,23 @@ def clean_text(text: str) -> str:
     return "".join(out).strip()
 
 
-def _decode(raw: bytes, settings: Settings) -> dict[str, Any]:
+def is_blank(text: str) -> bool:
+    """True when no character of ``text`` would be visible (see ``_INVISIBLE_CATEGORIES``)."""
+    category = unicodedata.category
+    for ch in text:
+        if category(ch) not in _INVISIBLE_CATEGORIES and ch not in _BLANK_FILLERS:
+            return False
+    return True
+
+
+def decode_object(raw: bytes, max_bytes: int) -> dict[str, Any]:
+    """Record bytes -> a JSON object, or ``InvalidRecord`` (``not_bytes``, ``too_large``,
+    ``not_utf8``, ``too_deep``, ``invalid_json``, ``not_object``)."""
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise InvalidRecord("not_bytes", f"record value is {type(raw).__name__}, not bytes")
     raw = bytes(raw)
-    if len(raw) > settings.max_message_bytes:
-        raise InvalidRecord(
-            "too_large", f"{len(raw)} bytes > max_message_bytes {settings.max_message_bytes}"
-        )
+    if len(raw) > max_bytes:
+        raise InvalidRecord("too_large", f"{len(raw)} bytes > max_message_bytes {max_bytes}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -109,6 +129,8 @@ def _text(data: dict[str, Any], name: str, limit: int, *, required: bool) -> str
     if required and not value:
         reason: DeadLetterReason = "empty_headline" if name == "headline" else "empty_field"
         raise InvalidRecord(reason, f"{name} is empty")
+    if name == "headline" and is_blank(value):
+        raise InvalidRecord("empty_headline", "headline has no visible character")
     return value or None
 
 
@@ -122,8 +144,8 @@ def _tickers(data: dict[str, Any], headline: str, body: str | None, limit: int) 
     for t in value:
         if not isinstance(t, str):
             raise InvalidRecord("wrong_type", "tickers must be strings")
-        sym = t.strip().lstrip("$").upper()
-        if not TICKER_RE.match(sym):
+        sym = normalize_ticker(t)
+        if sym is None:
             raise InvalidRecord("invalid_ticker", f"ticker {t[:16]!r} is not a symbol")
         if sym not in out:
             out.append(sym)
@@ -165,7 +187,7 @@ def parse_news(
         isinstance(record_timestamp_ms, bool) or record_timestamp_ms <= 0
     ):
         record_timestamp_ms = None
-    data = _decode(raw, settings)
+    data = decode_object(raw, settings.max_message_bytes)
     if isinstance(data.get("id"), int) and not isinstance(data["id"], bool):
         data["id"] = str(data["id"])  # numeric ids are common in feeds; keys are text
     rid = _text(data, "id", MAX_ID_CHARS, required=True)

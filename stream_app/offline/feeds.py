@@ -5,6 +5,21 @@ is never parsed into memory at once. Each row is either a ``FeedRow`` (a JSON ob
 NewsItem fields, with its 1-based line number) or a ``BadRow`` that says which line is
 broken and why; the caller decides whether a bad row is skipped or fatal (``--strict``).
 
+One bad row costs that row only, never the file or its neighbours (issue 9):
+* JSON Lines go through the worker's ``decode_object``, so a line gets the dead-letter
+  reason (``not_utf8``, ``too_deep``, ``invalid_json``, ...) a record with its bytes gets.
+* CSV is decoded line by line, so an invalid UTF-8 byte spoils only the record holding it
+  (``not_utf8``); a record is reported at the line it *starts* on. A ``tickers`` cell that
+  starts with ``[`` is JSON and is judged like the worker judges a record's ``tickers``.
+* Parquet values that JSON cannot carry are converted (UTF-8 binary -> text, decimal ->
+  number) or, in a NewsItem column, reported (``not_utf8``, ``wrong_type``; other columns
+  are left out, as the worker ignores them); a row group with a corrupt page
+  reports each of its unread rows (``bad_parquet``) and reading goes on with the next.
+* Only a file that cannot be read at all (missing, no header, no Parquet footer) is a
+  ``FeedError``.
+Every row of a Parquet file, and every record of a JSONL or CSV file, therefore ends as
+exactly one ``FeedRow`` or ``BadRow`` (tests/stream_app/offline/test_feeds_fuzz.py).
+
 An ``event_id`` column is ground truth, not news: it is split off here, so the record that
 the backtest validates and the bytes that replay publishes are exactly the NewsItem.
 """
@@ -18,12 +33,14 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
+from datetime import time as time_of_day
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from models.errors import FinpulseError
 from stream_app.config import Settings
-from stream_app.core.validation import InvalidRecord, parse_news
+from stream_app.core.validation import InvalidRecord, decode_object, parse_news
 from stream_app.schemas import NewsItem, datetime_to_ms
 
 __all__ = [
@@ -47,6 +64,11 @@ _SUFFIXES = {
     ".parquet": "parquet", ".pq": "parquet",
 }  # fmt: skip
 _LIST_COLUMNS = ("tickers",)
+# A line longer than this is reported (``too_large``) without being held in memory. Rows
+# are further bounded by ``Settings.max_message_bytes`` when they are validated.
+MAX_ROW_BYTES = 16 * 1024 * 1024
+_BOM = b"\xef\xbb\xbf"
+_RECORD_FIELDS = frozenset(NewsItem.model_fields) | {TRUTH_COLUMN}
 
 
 class FeedError(FinpulseError):
@@ -62,8 +84,15 @@ class FeedRow:
     event_id: str | None = None
 
     def to_bytes(self) -> bytes:
-        """The record as the compact JSON that replay publishes and backtest validates."""
-        return json.dumps(self.data, ensure_ascii=False, separators=(",", ":")).encode()
+        """The record as the compact JSON that replay publishes and backtest validates.
+
+        A lone surrogate (from a ``"\\ud800"`` escape) cannot be UTF-8: such a record keeps
+        its ``\\u`` escapes, so the worker reads the same text the feed held."""
+        text = json.dumps(self.data, ensure_ascii=False, separators=(",", ":"))
+        try:
+            return text.encode()
+        except UnicodeEncodeError:
+            return json.dumps(self.data, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True)
@@ -106,93 +135,250 @@ def read_rows(path: Path, fmt: str | None = None) -> Iterator[FeedRow | BadRow]:
 
 def _split_truth(line: int, data: dict[str, Any]) -> FeedRow | BadRow:
     event_id = data.pop(TRUTH_COLUMN, None)
-    if event_id is not None and not isinstance(event_id, str | int):
+    if event_id is not None and (isinstance(event_id, bool) or not isinstance(event_id, str | int)):
         return BadRow(line, "bad_event_id", f"{TRUTH_COLUMN} must be a string")
     return FeedRow(line, data, None if event_id in (None, "") else str(event_id))
 
 
+def _physical_lines(fh: BinaryIO) -> Iterator[bytes | None]:
+    """The file's lines (each ending in a newline) as bytes; ``None`` for a line over
+    ``MAX_ROW_BYTES``, skipped without ever being held whole. A leading UTF-8 BOM is dropped."""
+    first = True
+    while True:
+        line = fh.readline(MAX_ROW_BYTES + 1)
+        if not line:
+            return
+        if first:
+            line, first = line.removeprefix(_BOM), False
+        if len(line) > MAX_ROW_BYTES:
+            while line and not line.endswith(b"\n"):
+                line = fh.readline(1 << 20)
+            yield None
+            continue
+        yield line
+
+
+def _too_long(line: int) -> BadRow:
+    return BadRow(line, "too_large", f"line longer than {MAX_ROW_BYTES} bytes")
+
+
 def _read_jsonl(path: Path) -> Iterator[FeedRow | BadRow]:
+    """One JSON object per newline-terminated line, checked by the worker's own
+    ``decode_object``: a line gets the reason a Kafka record with its bytes would get."""
     with path.open("rb") as fh:
-        for n, raw in enumerate(fh, start=1):
+        for n, raw in enumerate(_physical_lines(fh), start=1):
+            if raw is None:
+                yield _too_long(n)
+                continue
             if not raw.strip():
                 continue
             try:
-                data = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                yield BadRow(n, "invalid_json", str(exc))
-                continue
-            if not isinstance(data, dict):
-                yield BadRow(n, "not_object", f"expected a JSON object, got {type(data).__name__}")
+                data = decode_object(raw, MAX_ROW_BYTES)
+            except InvalidRecord as exc:
+                yield BadRow(n, exc.reason, exc.detail)
                 continue
             yield _split_truth(n, data)
 
 
-def _csv_list(value: str) -> list[str] | None:
+class _DecodedLines:
+    """The physical lines of a CSV file for ``csv.reader``, decoded *one at a time*.
+
+    A line that is not UTF-8 is decoded with ``surrogateescape`` (ASCII bytes, hence
+    commas, quotes and line breaks, keep their meaning) and remembered, so only the record
+    holding it is refused. ``count`` is the number of lines handed out: the record that
+    the next ``next(reader)`` returns starts on line ``count + 1``. Lines break at CR LF,
+    LF or CR, as in text mode with ``newline=""``.
+    """
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._chunks = _physical_lines(fh)
+        self._pending: list[bytes] = []
+        self.count = 0
+        self.last_bad = 0  # the last line that was not UTF-8 (0: none yet)
+        self.bad_detail = ""
+        self.last_long = 0  # the last line over MAX_ROW_BYTES
+
+    def __iter__(self) -> _DecodedLines:
+        return self
+
+    def __next__(self) -> str:
+        while not self._pending:
+            chunk = next(self._chunks)
+            if chunk is None:
+                self.count += 1
+                self.last_long = self.count
+                return "\n"
+            self._pending = chunk.splitlines(keepends=True)[::-1]
+        raw = self._pending.pop()
+        self.count += 1
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.last_bad = self.count
+            self.bad_detail = f"not UTF-8 at byte {exc.start} of line {self.count}"
+            return raw.decode("utf-8", "surrogateescape")
+
+
+def _csv_tickers(value: str) -> Any:
+    """``AAPL;MSFT`` / ``AAPL MSFT`` / ``AAPL,MSFT`` -> a list; a cell starting with ``[`` is
+    JSON, passed on as parsed so ``parse_news`` judges it as it would judge the record."""
     value = value.strip()
-    if value.startswith("["):
-        parsed = json.loads(value)
-        if isinstance(parsed, list) and all(isinstance(v, str) for v in parsed):
-            return parsed
-        return None
-    return [v for v in value.replace(",", ";").replace(" ", ";").split(";") if v]
+    if not value.startswith("["):
+        return [v for v in value.replace(",", ";").replace(" ", ";").split(";") if v]
+    try:
+        return json.loads(value)
+    except RecursionError:
+        raise InvalidRecord("too_deep", "tickers: JSON nested too deeply") from None
+    except ValueError as exc:
+        raise InvalidRecord("invalid_json", f"tickers: {str(exc)[:200]}") from None
 
 
 def _read_csv(path: Path) -> Iterator[FeedRow | BadRow]:
-    with path.open(newline="", encoding="utf-8", errors="strict") as fh:
-        reader = csv.DictReader(fh)
-        try:
-            header = reader.fieldnames
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise FeedError(f"{path}: unreadable CSV header: {exc}") from exc
-        if not header:
-            raise FeedError(f"{path}: empty CSV (no header)")
-        while True:
+    """A header line, then one record per row; a row is reported at the line it starts on."""
+    with path.open("rb") as fh:
+        lines = _DecodedLines(fh)
+        reader = csv.reader(lines)
+        header: list[str] | None = None
+        while header is None:
             try:
-                row = next(reader)
+                header = next(reader) or None
+            except StopIteration:
+                raise FeedError(f"{path}: empty CSV (no header)") from None
+            except csv.Error as exc:
+                raise FeedError(f"{path}: unreadable CSV header: {exc}") from None
+            if lines.last_bad:
+                raise FeedError(f"{path}: CSV header is {lines.bad_detail}")
+        while True:
+            start = lines.count + 1
+            try:
+                fields = next(reader)
             except StopIteration:
                 return
-            except (csv.Error, UnicodeDecodeError) as exc:
-                yield BadRow(reader.line_num, "bad_csv", str(exc))
+            except csv.Error as exc:
+                yield BadRow(start, "bad_csv", str(exc))
                 continue
-            n = reader.line_num
-            if None in row:
-                yield BadRow(n, "bad_csv", f"{len(row[None])} more fields than the header")
-                continue
-            data: dict[str, Any] = {k: v for k, v in row.items() if v not in (None, "")}
+            if not fields:
+                continue  # a blank line
+            if lines.last_bad >= start:
+                yield BadRow(start, "not_utf8", lines.bad_detail)
+            elif lines.last_long >= start:
+                yield _too_long(lines.last_long)
+            elif len(fields) > len(header):
+                yield BadRow(
+                    start, "bad_csv", f"{len(fields) - len(header)} more fields than the header"
+                )
+            else:
+                yield _csv_row(start, header, fields)
+
+
+def _csv_row(line: int, header: list[str], fields: list[str]) -> FeedRow | BadRow:
+    data: dict[str, Any] = {k: v for k, v in zip(header, fields, strict=False) if v != ""}
+    for col in _LIST_COLUMNS:
+        if col in data:
             try:
-                for col in _LIST_COLUMNS:
-                    if col in data:
-                        data[col] = _csv_list(data[col])
-                        if data[col] is None:
-                            raise ValueError(f"{col} must be a list of strings")
-            except (ValueError, json.JSONDecodeError) as exc:
-                yield BadRow(n, "bad_csv", str(exc))
-                continue
-            yield _split_truth(n, data)
+                data[col] = _csv_tickers(data[col])
+            except InvalidRecord as exc:
+                return BadRow(line, exc.reason, exc.detail)
+    return _split_truth(line, data)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
+class _NotJson(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+@dataclass(frozen=True)
+class _Unconvertible:
+    """A value Arrow holds but Python cannot (a timestamp past year 9999, ...)."""
+
+    error: str
+
+
+def _batch_records(batch: Any) -> list[dict[str, Any]]:
+    """The rows of a record batch as dicts. One unconvertible value fails the whole batch's
+    ``to_pylist``; then the batch is converted value by value, and only that value is
+    marked, so only its row is refused."""
+    try:
+        return list(batch.to_pylist())
+    except (ArithmeticError, ValueError, TypeError):
+        pass
+    records: list[dict[str, Any]] = []
+    for i in range(batch.num_rows):
+        record: dict[str, Any] = {}
+        for name, column in zip(batch.schema.names, batch.columns, strict=True):
+            try:
+                record[name] = column[i].as_py()
+            except (ArithmeticError, ValueError, TypeError) as exc:
+                record[name] = _Unconvertible(f"{type(exc).__name__}: {str(exc)[:120]}")
+        records.append(record)
+    return records
+
+
+def _plain(value: Any, column: str) -> Any:
+    """An Arrow value as JSON data, or ``_NotJson``; text columns stored as binary are
+    common, so UTF-8 bytes become text (other bytes are ``not_utf8``, as in the worker)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, _Unconvertible):
+        reason = "bad_timestamp" if column == "published_at" else "wrong_type"
+        raise _NotJson(reason, f"column {column}: {value.error}")
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _NotJson("not_utf8", f"column {column}: not UTF-8 at byte {exc.start}") from None
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, datetime | date | time_of_day):
         return value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
+    if isinstance(value, list | tuple):
+        return [_plain(v, column) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v, column) for k, v in value.items()}
+    raise _NotJson("wrong_type", f"column {column}: a {type(value).__name__} is not JSON data")
+
+
+def _parquet_row(line: int, record: dict[str, Any]) -> FeedRow | BadRow:
+    """A NewsItem field that JSON cannot carry makes the row bad; another column's value is
+    left out (the worker ignores unknown fields, so the outcome is the same)."""
+    data: dict[str, Any] = {}
+    for k, v in record.items():
+        if v is None:
+            continue
+        try:
+            data[k] = _plain(v, k)
+        except _NotJson as exc:
+            if k in _RECORD_FIELDS:
+                return BadRow(line, exc.reason, exc.detail)
+    return _split_truth(line, data)
 
 
 def _read_parquet(path: Path) -> Iterator[FeedRow | BadRow]:
+    """Row groups in order, each in record batches. A row group that fails to decode
+    (a corrupt page) costs its remaining rows, each reported; the next group is read."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         pf = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as exc:
+        sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
+    except (pa.ArrowException, OSError, ValueError) as exc:
         raise FeedError(f"{path}: not a readable Parquet file: {exc}") from exc
-    n = 0
-    for batch in pf.iter_batches(batch_size=8192):
-        for record in batch.to_pylist():
-            n += 1
-            data = {k: _plain(v) for k, v in record.items() if v is not None}
-            yield _split_truth(n, data)
+    first = 0  # rows before this group
+    for group, size in enumerate(sizes):
+        done = 0
+        detail = f"row group {group} has fewer rows than the {size} its metadata promises"
+        try:
+            for batch in pf.iter_batches(batch_size=8192, row_groups=[group]):
+                for record in _batch_records(batch):
+                    done += 1
+                    yield _parquet_row(first + done, record)
+        except (pa.ArrowException, OSError, ArithmeticError, ValueError) as exc:
+            detail = f"row group {group} unreadable from its row {done + 1}: {str(exc)[:200]}"
+        for k in range(done + 1, size + 1):
+            yield BadRow(first + k, "bad_parquet", detail)
+        first += max(size, done)
 
 
 @dataclass(frozen=True)
@@ -245,9 +431,11 @@ def load_feed(
     hi = datetime_to_ms(time_to) if time_to else None
     for row in read_rows(path, fmt):
         if isinstance(row, FeedRow):
-            raw = row.to_bytes()
             try:
+                raw = row.to_bytes()
                 item = parse_news(raw, record_timestamp_ms=None, settings=settings)
+            except RecursionError:  # parsed just below the limit, too deep to write back
+                row = BadRow(row.line, "too_deep", "JSON nested too deeply")
             except InvalidRecord as exc:
                 row = BadRow(row.line, exc.reason, exc.detail)
             else:

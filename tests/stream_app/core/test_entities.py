@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -29,6 +31,7 @@ from stream_app.schemas import NewsItem
         ("US$AAPL and a$B", []),
         ("$AAPL $AAPL", ["AAPL"]),
         ("($TSLA)", ["TSLA"]),
+        ("$\u00df $\ufb01 $\u0131 $stra\u00dfe", []),  # no SS, FI, I: non-ASCII is not a symbol
     ],
 )
 def test_extract_cashtags(text: str, expected: list[str]) -> None:
@@ -39,10 +42,31 @@ def test_extract_cashtags_limit() -> None:
     assert extract_cashtags("$A $B $C", limit=2) == ["A", "B"]
 
 
-@given(st.text(max_size=200))
-def test_cashtags_always_make_valid_entities(text: str) -> None:
-    for sym in extract_cashtags(text):
-        assert is_valid_entity(f"ticker:{sym}")
+# Symbols as the cashtag pattern accepts them, and near misses: non-ASCII letters whose
+# upper case is ASCII ("ß" -> "SS", "\ufb01" -> "FI", "\u0131" -> "I"), digits first, long.
+_SYMBOL = st.from_regex(r"[A-Za-z][A-Za-z0-9]{0,5}([.\-][A-Za-z]{1,2})?", fullmatch=True)
+_NEAR_MISS = st.text(alphabet="aZ9.-$\u00df\ufb01\u0131\u0130\u212a_", min_size=1, max_size=9)
+
+
+@given(
+    st.lists(
+        st.tuples(st.text(max_size=12), st.one_of(_SYMBOL, _NEAR_MISS), st.booleans()),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_cashtags_always_make_valid_entities(parts: list[tuple[str, str, bool]]) -> None:
+    """Texts made of cashtags on purpose: each well-formed one standing alone is found, and
+    whatever is found makes a valid entity."""
+    text = "".join(f"{noise} ${sym}{' ' if spaced else ''}" for noise, sym, spaced in parts)
+    found = extract_cashtags(text)
+    for sym in found:
+        assert is_valid_entity(f"ticker:{sym}"), sym
+    for i, (_noise, sym, spaced) in enumerate(parts):
+        next_noise = parts[i + 1][0] if i + 1 < len(parts) else ""
+        alone = spaced or i + 1 == len(parts) or next_noise[:1] in (" ", "")
+        if alone and re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,5}([.\-][A-Za-z]{1,2})?", sym):
+            assert sym.upper() in found, (text, sym)
 
 
 def test_entities_for_every_topic_is_valid() -> None:
@@ -66,6 +90,7 @@ def test_entities_for_every_topic_is_valid() -> None:
         "topic:-a",
         "market\n",
         "ticker:TSLA\n",
+        "topic:earnings\n",
     ],
 )
 def test_invalid_entities(name: str) -> None:

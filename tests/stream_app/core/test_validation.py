@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from stream_app.config import Settings
 from stream_app.core.validation import InvalidRecord, parse_news
 from stream_app.schemas import DEAD_LETTER_REASONS, NewsItem
+from tests.support.hostile import json_values
 
 S = Settings()
 T0 = 1_700_000_000_000
@@ -75,6 +76,14 @@ def test_control_chars_replaced() -> None:
         (_raw(tickers="AAPL"), "wrong_type"),
         (_raw(tickers=[1]), "wrong_type"),
         (_raw(tickers=["not a ticker"]), "invalid_ticker"),
+        # non-ASCII refused before upper-casing, which would make them SS, FI, I
+        (_raw(tickers=["\u00df"]), "invalid_ticker"),
+        (_raw(tickers=["\ufb01"]), "invalid_ticker"),
+        (_raw(tickers=["$\u0131"]), "invalid_ticker"),
+        # invisible only: zero-width space/joiners, BOM, word joiner, soft hyphen, fillers
+        (_raw(headline="\u200b\u200c\u200d\ufeff\u2060\u00ad"), "empty_headline"),
+        (_raw(headline="\u3164\u2800 \u115f\u0301"), "empty_headline"),
+        (_raw(headline="\u202e\u2066\U000e0041"), "empty_headline"),
         (_raw(tickers=[f"A{i}" for i in range(33)]), "too_many_tickers"),
         (_raw(published_at="yesterday"), "bad_timestamp"),
         (_raw(published_at="1999-12-31T23:59:59Z"), "bad_timestamp"),
@@ -87,6 +96,19 @@ def test_control_chars_replaced() -> None:
 )
 def test_reasons(raw: Any, reason: str) -> None:
     assert _reason(raw) == reason
+
+
+def test_non_ascii_tickers_never_become_symbols() -> None:
+    for text in ("\u00df", "\ufb01", "\u0131", "A\u0130"):
+        with pytest.raises(ValueError, match="does not match"):
+            NewsItem(id="1", headline="h", tickers=[text], published_at=T0)
+    item = parse_news(_raw(tickers=[" $brk.b "]), record_timestamp_ms=T0, settings=S)
+    assert item.tickers == ["BRK.B"]
+
+
+def test_visible_text_around_invisible_characters_is_kept() -> None:
+    item = parse_news(_raw(headline="\u200bAAPL\u200d falls"), record_timestamp_ms=T0, settings=S)
+    assert item.headline == "\u200bAAPL\u200d falls"
 
 
 def test_too_large_checked_before_decoding() -> None:
@@ -124,13 +146,6 @@ def test_fuzz_bytes(raw: bytes) -> None:
     _outcome(raw)
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda kids: (
-        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4)
-    ),
-    max_leaves=20,
-)
 fields = st.fixed_dictionaries(
     {},
     optional={
