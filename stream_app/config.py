@@ -7,6 +7,8 @@ logs or ``/metrics``. The worker, demo, replay and backtest all take a ``Setting
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -14,7 +16,20 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DetectorSettings", "Settings", "WindowSettings", "mask_url"]
+__all__ = ["DetectorSettings", "Settings", "WindowSettings", "check_topic_name", "mask_url"]
+
+# Kafka's own rule (kafka.common.internals.Topic): these characters, 1-249 of them, and not
+# "." or "..". Checked up front: a broker answers a bad name with errors, not a refusal.
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def check_topic_name(name: str) -> str:
+    """``name`` if Kafka accepts it as a topic name, else ``ValueError`` saying why."""
+    if not _TOPIC_NAME.fullmatch(name) or name in (".", ".."):
+        raise ValueError(
+            f"{name!r} is not a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -, not . or ..)"
+        )
+    return name
 
 
 def mask_url(url: str) -> str:
@@ -98,6 +113,9 @@ class Settings(BaseSettings):
     broker_ssl_keyfile: Path | None = None
     broker_rebalance_timeout: float = Field(60.0, gt=0)
     broker_session_timeout: float = Field(60.0, gt=0)
+    # How long replay and alerts tail wait for a broker to answer before they give up
+    # (a port that accepts connections but never answers would otherwise take minutes).
+    broker_connect_timeout: float = Field(15.0, gt=0, le=600)
 
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     redis_key_prefix: str = Field("finpulse", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -153,12 +171,28 @@ class Settings(BaseSettings):
                 raise ValueError(f"broker URL must start with kafka:// (got {url!r})")
         return v
 
+    @field_validator(
+        "topic_news", "topic_scored", "topic_alerts", "topic_deadletter", "topic_entity_events"
+    )
+    @classmethod
+    def _topic_name(cls, v: str) -> str:
+        return check_topic_name(v)
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, v: SecretStr) -> SecretStr:
         if not v.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("redis_url must start with redis://, rediss:// or unix://")
         return v
+
+    @model_validator(mode="after")
+    def _finite(self) -> Settings:
+        # "1e999" is a typo, not a threshold, and Infinity is not JSON (summary.json).
+        for section in (self, self.window, self.detector):
+            for name, value in vars(section).items():
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ValueError(f"{name} must be a finite number, got {value}")
+        return self
 
     @property
     def redis_url_masked(self) -> str:

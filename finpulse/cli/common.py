@@ -2,11 +2,17 @@
 
 An invalid environment or argument is reported as one line naming the variable or flag
 (``finpulse: error: ...``, exit 2), never a traceback.
+
+Exit statuses every verb keeps: 0 done; 2 an error (``finpulse: error: ...``, also argparse's
+usage errors); ``EXIT_SKIPPED`` (3) done, but input rows were skipped (the summary lists
+them); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +21,18 @@ from pydantic import ValidationError
 from models.errors import FinpulseError
 from stream_app.config import Settings
 
-__all__ = ["load_settings", "positive_float", "positive_int", "time_arg"]
+__all__ = [
+    "EXIT_SKIPPED",
+    "bounded_int",
+    "load_settings",
+    "non_negative_float",
+    "positive_float",
+    "positive_int",
+    "time_arg",
+    "topic_name",
+]
+
+EXIT_SKIPPED = 3
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -27,6 +44,8 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = "; ".join(
             f"FINPULSE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            if err["loc"]
+            else str(err["msg"]).removeprefix("Value error, ")  # a rule across variables
             for err in exc.errors()
         )
         raise FinpulseError(f"invalid configuration: {problems}") from None
@@ -42,14 +61,51 @@ def positive_int(value: str) -> int:
     return number
 
 
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in ``[low, high]``."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer from {low} to {high}, got {value!r}"
+            )
+        return number
+
+    return parse
+
+
 def positive_float(value: str) -> float:
     try:
         number = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
-    if not number > 0:
+    if not (number > 0 and math.isfinite(number)):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
     return number
+
+
+def non_negative_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (number >= 0 and math.isfinite(number)):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}")
+    return number
+
+
+def topic_name(value: str) -> str:
+    """An argparse type: a name Kafka accepts for a topic (checked before connecting)."""
+    from stream_app.config import check_topic_name
+
+    try:
+        return check_topic_name(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def time_arg(text: str | None, flag: str) -> datetime | None:

@@ -11,9 +11,22 @@ import json
 from pathlib import Path
 from typing import Any
 
-from finpulse.cli.common import load_settings, positive_int, time_arg
+from finpulse.cli.common import (
+    EXIT_SKIPPED,
+    bounded_int,
+    load_settings,
+    non_negative_float,
+    positive_int,
+    time_arg,
+    topic_name,
+)
 
 __all__ = ["register"]
+
+_EXIT_STATUS = (
+    "Exit status: 0 every row was used; 3 finished, but rows were skipped (each is logged "
+    "with its line, and the summary counts them by reason); 2 an error."
+)
 
 
 def register(subparsers: Any) -> None:
@@ -82,19 +95,29 @@ def _register_replay(subparsers: Any) -> None:
             "FEED mode: publish a feed file to --topic with record timestamp = event time. "
             "Topic mode (--from-topic): copy a slice of an existing topic into the input "
             "topic of an isolated run (--run-id), whose worker uses its own consumer group, "
-            "Redis key prefix and alert topic; see docs/replay-backtest.md."
+            "Redis key prefix and alert topic; see docs/replay-backtest.md. A broker that "
+            "does not answer within FINPULSE_BROKER_CONNECT_TIMEOUT seconds (15) is an error."
         ),
+        epilog=_EXIT_STATUS,
     )
     p.add_argument("feed", nargs="?", type=Path, help="feed file (.jsonl, .csv, .parquet)")
-    p.add_argument("--topic", default=None, help="target topic (default FINPULSE_TOPIC_NEWS)")
+    p.add_argument(
+        "--topic", type=topic_name, default=None, help="target topic (default FINPULSE_TOPIC_NEWS)"
+    )
     p.add_argument("--speed", default="max", help="N (times real time) or 'max'")
     p.add_argument("--from", dest="time_from", default=None, help="event-time start (ISO)")
     p.add_argument("--to", dest="time_to", default=None, help="event-time end, exclusive (ISO)")
     p.add_argument("--strict", action="store_true", help="a malformed row aborts the replay")
     p.add_argument("--format", dest="fmt", default=None, choices=["jsonl", "csv", "parquet"])
-    p.add_argument("--partitions", type=int, default=None, help="create the topic if missing")
+    p.add_argument(
+        "--partitions", type=bounded_int(1, 1024), default=None,
+        help="create the topic with this many partitions if it is missing",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--from-topic", default=None, help="copy from this topic instead of a file")
+    p.add_argument(
+        "--from-topic", type=topic_name, default=None,
+        help="copy from this topic instead of a file",
+    )  # fmt: skip
     p.add_argument("--from-offset", type=int, default=None, help="first offset per partition")
     p.add_argument("--from-time", default=None, help="first record timestamp (ISO)")
     p.add_argument("--run-id", default=None, help="isolated run name (topic mode)")
@@ -143,8 +166,9 @@ def _replay(args: argparse.Namespace) -> int:
             strict=args.strict, time_from=time_arg(args.time_from, "--from"), time_to=time_to,
             partitions=args.partitions, progress=progress,
         )  # fmt: skip
-    print(asyncio.run(job).line())
-    return 0
+    summary = asyncio.run(job)
+    print(summary.line())
+    return EXIT_SKIPPED if summary.skipped else 0
 
 
 def _register_backtest(subparsers: Any) -> None:
@@ -155,6 +179,7 @@ def _register_backtest(subparsers: Any) -> None:
             "Same Scorer, Aggregator and detector as the worker, with an in-memory window "
             "store, driven by event time. Config: FINPULSE_* env plus --set overrides."
         ),
+        epilog=_EXIT_STATUS + " With --assert: 1 when a condition fails (before 3).",
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("feed", nargs="?", type=Path, help="feed file (.jsonl, .csv, .parquet)")
@@ -174,11 +199,12 @@ def _register_backtest(subparsers: Any) -> None:
         metavar="KEY=VALUE",
         help="setting override, e.g. detector.fire_z=4 or window.window_seconds=600",
     )
-    p.add_argument("--batch-size", type=int, default=None, help="items per predictor call")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="items per predictor call")
     p.add_argument("--truth", type=Path, default=None, help="ground truth JSON (entity spans)")
     p.add_argument(
-        "--tolerance", type=float, default=None, help="truth matching tolerance, seconds"
-    )
+        "--tolerance", type=non_negative_float, default=None,
+        help="truth matching tolerance, seconds",
+    )  # fmt: skip
     p.add_argument("--from", dest="time_from", default=None, help="event-time start (ISO)")
     p.add_argument("--to", dest="time_to", default=None, help="event-time end, exclusive (ISO)")
     p.add_argument("--strict", action="store_true", help="a malformed row aborts the backtest")
@@ -255,4 +281,4 @@ def _backtest(args: argparse.Namespace) -> int:
             return 1
         print(f"finpulse: assertions passed: {', '.join(c.text for c in conditions)}",
               file=sys.stderr)  # fmt: skip
-    return 0
+    return EXIT_SKIPPED if summary["skipped_rows"] else 0

@@ -72,8 +72,8 @@ def _parse_value(text: str) -> object:
 def _known(settings: Settings, key: str) -> bool:
     model: Any = settings
     for part in key.split("."):
-        fields = type(model).model_fields
-        if part not in fields:
+        fields = getattr(type(model), "model_fields", None)  # None: past a leaf (fire_z.x)
+        if fields is None or part not in fields:
             return False
         model = getattr(model, part)
     return not hasattr(type(model), "model_fields")  # a leaf, not a whole section
@@ -311,16 +311,11 @@ def run_backtest(
     progress: bool = False,
 ) -> BacktestRun:
     """``batch_size`` texts per model call; ``aggregate_batch_size`` events per aggregator call."""
-    return asyncio.run(
-        _run(
-            feed,
-            settings,
-            predictor,
-            batch_size or settings.batch_size,
-            progress,
-            aggregate_batch_size or settings.aggregate_batch_size,
-        )
-    )
+    size = settings.batch_size if batch_size is None else batch_size
+    events = settings.aggregate_batch_size if aggregate_batch_size is None else aggregate_batch_size
+    if size < 1 or events < 1:  # 0 is an error, not "the default"
+        raise BacktestError(f"batch sizes must be >= 1, got {size} and {events}")
+    return asyncio.run(_run(feed, settings, predictor, size, progress, events))
 
 
 def _summary(
@@ -342,6 +337,7 @@ def _summary(
         "rows": len(feed.items) + len(feed.bad) + feed.filtered,
         "items": len(feed.items),
         "outside_time_range": feed.filtered,
+        "skipped_rows": len(feed.bad),  # rows not read or not valid; each in bad_rows (100)
         "scored": run.scored,
         "dead_lettered": dict(sorted(run.dead_lettered.items())),
         "bad_rows": [
@@ -435,8 +431,8 @@ def backtest(
     raises ``GateError`` once the outputs are written. ``predictor``: a ready predictor
     instead of the worker's model behind the prediction cache (tests, notebooks).
     """
-    batch_size = batch_size or settings.batch_size
-    if batch_size < 1:
+    batch_size = settings.batch_size if batch_size is None else batch_size
+    if batch_size < 1:  # 0 is an error, not "the default"
         raise BacktestError(f"--batch-size must be >= 1, got {batch_size}")
     prices = None
     if prices_path is not None:

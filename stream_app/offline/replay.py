@@ -71,6 +71,7 @@ class ReplaySummary:
     topic: str
     sent: int
     skipped: dict[str, int] = field(default_factory=dict)
+    first_skipped: list[str] = field(default_factory=list)  # "line N: reason", a few
     filtered: int = 0
     duration_seconds: float = 0.0
     first_event: str | None = None
@@ -83,9 +84,11 @@ class ReplaySummary:
     def line(self) -> str:
         skipped = sum(self.skipped.values())
         by = ", ".join(f"{k} {v}" for k, v in self.skipped.items())
+        first = "; ".join(self.first_skipped)
         return (
             f"replayed {self.sent} records to {self.topic!r} in {self.duration_seconds:.2f}s "
-            f"({self.rate:,.0f}/s); skipped {skipped}{f' ({by})' if by else ''}; "
+            f"({self.rate:,.0f}/s); skipped {skipped}{f' ({by})' if by else ''}"
+            f"{f' [{first}]' if first else ''}; "
             f"outside --from/--to {self.filtered}; event time {self.first_event} .. "
             f"{self.last_event}"
         )
@@ -131,6 +134,15 @@ def isolated_env(base: Settings, run: Settings) -> dict[str, str]:
     return out
 
 
+async def _start(client: Any, settings: Settings) -> None:
+    from stream_app.service.broker import BrokerError, start_client
+
+    try:
+        await start_client(client, settings)
+    except BrokerError as exc:
+        raise ReplayError(str(exc)) from None
+
+
 async def _start_producer(settings: Settings) -> Any:
     """acks=all; idempotent where the broker supports it (tansu does not: plain acks=all)."""
     from aiokafka import AIOKafkaProducer
@@ -140,17 +152,14 @@ async def _start_producer(settings: Settings) -> Any:
     common = dict(**aiokafka_kwargs(settings), acks="all", linger_ms=5, max_batch_size=256 * 1024)
     producer = AIOKafkaProducer(**common, enable_idempotence=True)
     try:
-        await producer.start()
+        await _start(producer, settings)  # an unreachable broker ends here, with no retry
         return producer
+    except ReplayError:
+        raise
     except Exception as exc:
-        await producer.stop()
         log.info("broker refused an idempotent producer (%s); using acks=all without it", exc)
     producer = AIOKafkaProducer(**common)
-    try:
-        await producer.start()
-    except Exception as exc:
-        await producer.stop()
-        raise ReplayError(f"cannot connect to broker {settings.broker}: {exc}") from exc
+    await _start(producer, settings)
     return producer
 
 
@@ -245,11 +254,7 @@ async def copy_topic(
     consumer = AIOKafkaConsumer(
         **aiokafka_kwargs(settings), enable_auto_commit=False, group_id=None
     )
-    try:
-        await consumer.start()
-    except Exception as exc:
-        await consumer.stop()
-        raise ReplayError(f"cannot connect to broker {settings.broker}: {exc}") from exc
+    await _start(consumer, settings)
     try:
         await consumer.topics()  # refreshes metadata; partitions_for_topic reads the cache
         parts = consumer.partitions_for_topic(source)
@@ -305,9 +310,7 @@ def file_records(
     """A feed file's valid items as replay records (event-time order), and the loaded feed."""
     from stream_app.offline.feeds import load_feed
 
-    loaded = load_feed(
-        feed, settings, fmt=fmt, strict=strict, time_from=time_from, time_to=time_to
-    )
+    loaded = load_feed(feed, settings, fmt=fmt, strict=strict, time_from=time_from, time_to=time_to)
     records = [ReplayRecord(f.event_ms, f.item.id.encode(), f.raw) for f in loaded.items]
     return records, loaded
 
@@ -326,16 +329,25 @@ async def replay_file(
     progress: bool = True,
 ) -> ReplaySummary:
     """Publish a feed file to ``topic`` (default the news topic) in event-time order."""
+    from pydantic import ValidationError
+
+    from stream_app.config import check_topic_name
     from stream_app.service.broker import ensure_topics
 
     target = topic or settings.topic_news
+    try:
+        check_topic_name(target)
+        created = settings.with_overrides(topic_partitions=partitions) if partitions else None
+    except (ValueError, ValidationError) as exc:  # before reading the feed or connecting
+        raise ReplayError(f"--topic/--partitions: {exc}") from None
     records, loaded = file_records(
         feed, settings, fmt=fmt, strict=strict, time_from=time_from, time_to=time_to
     )
-    if partitions is not None:
-        await ensure_topics(settings.with_overrides(topic_partitions=partitions), [target])
+    if created is not None:
+        await ensure_topics(created, [target])
     summary = await publish(records, settings, target, speed=speed, progress=progress)
     summary.skipped = loaded.skipped_by_reason
+    summary.first_skipped = [f"line {b.line}: {b.reason}" for b in loaded.bad[:3]]
     summary.filtered = loaded.filtered
     return summary
 

@@ -18,10 +18,9 @@ from pydantic import ValidationError
 
 from stream_app.config import Settings
 from stream_app.schemas import SEVERITIES, Alert
-from stream_app.service.broker import aiokafka_kwargs
+from stream_app.service.broker import aiokafka_kwargs, start_client
 
 __all__ = ["AlertFilter", "follow_alerts", "format_alert", "tail"]
-
 
 
 @dataclass
@@ -79,7 +78,7 @@ async def follow_alerts(
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
     )
-    await consumer.start()
+    await start_client(consumer, settings)
     try:
         async for record in consumer:
             try:

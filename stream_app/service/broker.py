@@ -9,6 +9,7 @@ internal topics: any other topic would be auto-created by the broker (tansu, or 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from typing import Any
@@ -24,6 +25,7 @@ __all__ = [
     "ensure_topics",
     "faust_credentials",
     "ssl_context",
+    "start_client",
 ]
 
 log = logging.getLogger(__name__)
@@ -51,14 +53,24 @@ def all_topics(settings: Settings) -> list[str]:
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context of SSL / SASL_SSL; an unreadable CA, certificate or key file is a
+    ``BrokerError`` naming its variable, not a traceback."""
     if settings.broker_security_protocol not in ("SSL", "SASL_SSL"):
         return None
-    ctx = ssl.create_default_context(
-        cafile=str(settings.broker_ssl_cafile) if settings.broker_ssl_cafile else None
-    )
-    if settings.broker_ssl_certfile:
-        keyfile = settings.broker_ssl_keyfile
-        ctx.load_cert_chain(str(settings.broker_ssl_certfile), str(keyfile) if keyfile else None)
+    cafile, certfile, keyfile = (
+        settings.broker_ssl_cafile, settings.broker_ssl_certfile, settings.broker_ssl_keyfile
+    )  # fmt: skip
+    try:
+        ctx = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise BrokerError(f"FINPULSE_BROKER_SSL_CAFILE {cafile}: {exc}") from None
+    if certfile:
+        try:
+            ctx.load_cert_chain(str(certfile), str(keyfile) if keyfile else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise BrokerError(
+                f"FINPULSE_BROKER_SSL_CERTFILE/KEYFILE {certfile}, {keyfile}: {exc}"
+            ) from None
     return ctx
 
 
@@ -90,6 +102,27 @@ def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
+async def start_client(client: Any, settings: Settings) -> None:
+    """``client.start()`` (an aiokafka producer or consumer) within ``broker_connect_timeout``.
+
+    aiokafka waits ``request_timeout_ms`` (40 s) per request on a broker that accepts the
+    connection and never answers; here that is a ``BrokerError`` after the configured time.
+    A client that did not start is stopped (aiokafka warns about, and leaks, one that is not).
+    """
+    from aiokafka.errors import KafkaConnectionError
+
+    timeout = settings.broker_connect_timeout
+    try:
+        await asyncio.wait_for(client.start(), timeout)
+    except (TimeoutError, KafkaConnectionError, OSError) as exc:
+        await client.stop()
+        why = f"no answer within {timeout:g}s" if isinstance(exc, TimeoutError) else str(exc)
+        raise BrokerError(f"cannot connect to broker {settings.broker}: {why}") from None
+    except BaseException:
+        await client.stop()
+        raise
+
+
 def faust_credentials(settings: Settings) -> Any:
     """``broker_credentials`` for ``faust.App`` (``None`` for PLAINTEXT)."""
     import faust
@@ -114,7 +147,8 @@ async def ensure_topics(settings: Settings, topics: list[str] | None = None) -> 
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     wanted = topics if topics is not None else all_topics(settings)
-    admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings), request_timeout_ms=15_000)
+    timeout_ms = int(settings.broker_connect_timeout * 1000)
+    admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings), request_timeout_ms=timeout_ms)
     try:
         await admin.start()
     except Exception as exc:

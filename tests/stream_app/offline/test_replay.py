@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from finpulse.cli import main as cli_main
+from finpulse.cli.common import EXIT_SKIPPED
 from stream_app.config import Settings
 from stream_app.devenv.embedded import Service
 from stream_app.offline.replay import (
@@ -90,10 +91,11 @@ def test_replay_file_in_event_time_order_with_event_timestamps(
     monkeypatch.setenv("FINPULSE_BROKER", broker.url)
     argv = ["replay", str(tmp_path / "feed.jsonl"), "--topic", topic, "--speed", "max",
             "--to", "2026-11-02T10:09:00Z", "--partitions", "1", "--no-progress"]  # fmt: skip
-    assert cli_main(argv) == 0
+    assert cli_main(argv) == EXIT_SKIPPED  # done, but a row was skipped: not a plain 0
     out = capsys.readouterr().out
     assert "replayed 5 records" in out
     assert "invalid_json 1" in out
+    assert "[line 3: invalid_json]" in out
 
     got = asyncio.run(_consume(broker, topic, 5))
     expected = sorted((r for r in rows if r["published_at"] < "2026-11-02T10:09"),
