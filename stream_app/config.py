@@ -16,7 +16,14 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DetectorSettings", "Settings", "WindowSettings", "check_topic_name", "mask_url"]
+__all__ = [
+    "DetectorSettings",
+    "ForwardSettings",
+    "Settings",
+    "WindowSettings",
+    "check_topic_name",
+    "mask_url",
+]
 
 # Kafka's own rule (kafka.common.internals.Topic): these characters, 1-249 of them, and not
 # "." or "..". Checked up front: a broker answers a bad name with errors, not a refusal.
@@ -132,6 +139,8 @@ class Settings(BaseSettings):
     topic_alerts: str = "sentiment.alerts"
     topic_deadletter: str = "news.deadletter"
     topic_entity_events: str = "finpulse.entity-events"
+    # alerts a forwarder sink never acknowledged (``finpulse alerts forward``)
+    topic_alerts_deadletter: str = "sentiment.alerts.deadletter"
     topic_partitions: int = Field(4, ge=1, le=1024)
     topic_replication: int = Field(1, ge=1)
 
@@ -172,7 +181,8 @@ class Settings(BaseSettings):
         return v
 
     @field_validator(
-        "topic_news", "topic_scored", "topic_alerts", "topic_deadletter", "topic_entity_events"
+        "topic_news", "topic_scored", "topic_alerts", "topic_deadletter", "topic_entity_events",
+        "topic_alerts_deadletter",
     )
     @classmethod
     def _topic_name(cls, v: str) -> str:
@@ -208,3 +218,32 @@ class Settings(BaseSettings):
                 target = target[part]
             target[leaf] = value
         return Settings.model_validate(data)
+
+
+class ForwardSettings(BaseSettings):
+    """``finpulse alerts forward`` (stream_app/service/forward): env ``FINPULSE_FORWARD_*``.
+
+    Read by the forwarder only; the worker never needs it. ``config`` names a routes file
+    (YAML or TOML, stream_app/service/forward/config.py); without one, each URL set here is
+    a sink with one route taking every alert at ``min_severity`` or above. The URLs and
+    the HMAC secret are ``SecretStr``: webhook URLs carry tokens, so logs show only the
+    scheme, host and port. The retry and timeout values are the defaults a routes file's
+    ``retry`` block may override.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="FINPULSE_FORWARD_", extra="ignore", frozen=True)
+
+    config: Path | None = None
+    group: str = Field("finpulse-forward", min_length=1, max_length=200)  # consumer group
+    webhook_url: SecretStr | None = None
+    slack_url: SecretStr | None = None
+    alertmanager_url: SecretStr | None = None
+    hmac_secret: SecretStr | None = None  # key of the webhook's X-Finpulse-Signature
+    min_severity: Literal["low", "medium", "high", "critical"] = "low"
+    dashboard_url: str | None = None  # may hold {entity} and {alert_id}
+    max_attempts: int = Field(5, ge=1, le=100)
+    backoff_seconds: float = Field(1.0, gt=0, le=3600)
+    backoff_max_seconds: float = Field(60.0, gt=0, le=3600)
+    timeout_seconds: float = Field(10.0, gt=0, le=300)
+    resend_seconds: float = Field(60.0, gt=0, le=3600)  # Alertmanager re-send while firing
+    ledger_ttl_seconds: int = Field(7 * 86_400, ge=60)  # how long deliveries are remembered

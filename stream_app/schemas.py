@@ -34,6 +34,7 @@ __all__ = [
     "SEVERITIES",
     "TICKER_RE",
     "Alert",
+    "AlertDeadLetter",
     "AlertState",
     "DeadLetter",
     "DeadLetterReason",
@@ -346,3 +347,29 @@ class DeadLetter(_Wire):
         if self.encoding == "base64":
             return base64.b64decode(self.original)
         return self.original.encode("utf-8")
+
+
+class AlertDeadLetter(_Wire):
+    """An alert a forwarder sink never acknowledged, or a record of the alert topic that is
+    not an alert; topic ``sentiment.alerts.deadletter``, key = alert id (or none).
+
+    ``reason``: ``delivery_failed`` (``attempts`` retryable failures: 5xx, timeouts,
+    connection errors), ``rejected`` (the sink answered a status that a retry cannot fix:
+    400, 401, 404, ...) or ``invalid_alert``. ``detail`` is the last error with URLs masked;
+    ``original`` is the record value as text (UTF-8, or base64 per ``encoding``).
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=False)
+
+    schema_version: int = 1
+    reason: Literal["delivery_failed", "rejected", "invalid_alert"]
+    sink: str | None = None
+    alert_id: str | None = None
+    attempts: int = Field(0, ge=0)
+    detail: str
+    original: str
+    encoding: Literal["utf-8", "base64"] = "utf-8"
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+    dead_lettered_at: datetime
