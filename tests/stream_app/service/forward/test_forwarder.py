@@ -1,0 +1,359 @@
+"""The forwarder against a real tansu broker, a real Redis and real local HTTP receivers.
+
+Invariants checked on what the receiver saw: every routed alert is acknowledged by every
+sink or dead-lettered; at most one acknowledged request per (sink, alert_id); and every
+further request under an alert_id says why (attempt and retry-reason headers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stream_app.config import ForwardSettings, Settings
+from stream_app.devenv.embedded import Service
+from stream_app.schemas import Alert, AlertDeadLetter
+from stream_app.service.forward.config import ForwardPlan, load_plan
+from stream_app.service.forward.forwarder import Forwarder
+from stream_app.service.forward.ledger import Ledger
+from tests.stream_app.service.forward.alerts import alert
+from tests.support.alertmanager_api import parse_time, postable_alert_problems
+from tests.support.http_receiver import HttpReceiver, Received
+
+pytestmark = pytest.mark.integration
+SECRET = b"hook-secret"
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[HttpReceiver]:
+    r = await HttpReceiver().start()
+    yield r
+    await r.stop()
+
+
+@pytest.fixture
+def settings(broker: Service, redis_server: Service, unique: str) -> Settings:
+    return Settings(  # type: ignore[call-arg]
+        broker=broker.url, redis_url=redis_server.url, redis_key_prefix=f"fwd{unique}",
+        topic_alerts=f"alerts-{unique}", topic_alerts_deadletter=f"alerts-dl-{unique}",
+        topic_partitions=2, broker_session_timeout=4, broker_rebalance_timeout=3,
+    )  # fmt: skip
+
+
+def forward_settings(unique: str, **changes: Any) -> ForwardSettings:
+    values: dict[str, Any] = {"group": f"fwd-{unique}", "backoff_seconds": 0.01,
+                              "backoff_max_seconds": 0.05, "timeout_seconds": 1.0,
+                              "max_attempts": 3, "resend_seconds": 3600}  # fmt: skip
+    return ForwardSettings(**{**values, **changes})
+
+
+def plan(tmp_path: Path, receiver: HttpReceiver, fwd: ForwardSettings, routes: str) -> ForwardPlan:
+    text = f"""
+dashboard_url: "https://desk.example/?entity={{entity}}"
+sinks:
+  hook: {{type: webhook, url: "{receiver.url("/hook")}", secret_env: HOOK_SECRET}}
+  slack: {{type: slack, url: "{receiver.url("/slack/T0K3N")}"}}
+  am: {{type: alertmanager, url: "{receiver.url("/am")}"}}
+routes:
+{routes}
+"""
+    path = tmp_path / "routes.yaml"
+    path.write_text(text)
+    return load_plan(fwd, path, {"HOOK_SECRET": SECRET.decode()})
+
+
+async def produce(settings: Settings, *values: bytes | Alert) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    from stream_app.service.broker import ensure_topics
+
+    await ensure_topics(settings, [settings.topic_alerts])
+    producer = AIOKafkaProducer(bootstrap_servers=settings.broker.removeprefix("kafka://"))
+    await producer.start()
+    try:
+        for v in values:
+            key = v.entity.encode() if isinstance(v, Alert) else b"junk"
+            raw = v.model_dump_json().encode() if isinstance(v, Alert) else v
+            await producer.send_and_wait(settings.topic_alerts, raw, key=key)
+    finally:
+        await producer.stop()
+
+
+@asynccontextmanager
+async def forwarding(
+    settings: Settings, fwd: ForwardSettings, p: ForwardPlan
+) -> AsyncIterator[Forwarder]:
+    forwarder = Forwarder(settings, fwd, p, from_beginning=True)
+    stop = asyncio.Event()
+    task = asyncio.create_task(forwarder.run(stop))
+    try:
+        yield forwarder
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def alert_id_of(r: Received) -> str:
+    return r.headers["X-Finpulse-Alert-Id"]
+
+
+def check_invariants(requests: list[Received], *, acked_once: bool = True) -> None:
+    """Every repeat under an alert_id carries attempt + reason; <= 1 acknowledged request
+    per (path, alert_id) unless a test simulated a crash after an acknowledgement."""
+    seen: dict[tuple[str, str], list[Received]] = {}
+    for r in requests:
+        if "X-Finpulse-Alert-Id" in r.headers:  # Alertmanager re-sends are not deliveries
+            seen.setdefault((r.path, alert_id_of(r)), []).append(r)
+    for key, rs in seen.items():
+        assert not acked_once or sum(r.acknowledged for r in rs) <= 1, key
+        assert [int(r.headers["X-Finpulse-Attempt"]) for r in rs] == list(range(1, len(rs) + 1))
+        for r in rs[1:]:
+            assert r.headers.get("X-Finpulse-Retry-Reason"), (key, r.headers)
+
+
+async def dead_letters(settings: Settings, n: int) -> list[AlertDeadLetter]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        settings.topic_alerts_deadletter, bootstrap_servers=settings.broker.removeprefix("kafka://"),
+        group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
+    )  # fmt: skip
+    await consumer.start()
+    out: list[AlertDeadLetter] = []
+    try:
+        async with asyncio.timeout(30):
+            while len(out) < n:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    out += [AlertDeadLetter.model_validate_json(r.value) for r in records]
+    finally:
+        await consumer.stop()
+    return out
+
+
+ROUTES = """
+  - {sinks: [am]}
+  - {sinks: [slack], min_severity: high}
+  - {sinks: [hook], entities: ["ticker:*"], exclude_entities: ["ticker:SPY"]}
+"""
+T = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+
+
+async def test_each_sink_gets_routed_alerts_signed_readable_and_in_alertmanager_shape(
+    settings: Settings, receiver: HttpReceiver, unique: str, tmp_path: Path
+) -> None:
+    fwd = forward_settings(unique)
+    acme = alert("ticker:ACME", "firing", "high", at=T)
+    spy = alert("ticker:SPY", "firing", "low", at=T)
+    oil = alert("topic:energy-oil", "firing", "critical", at=T)
+    acme_end = alert("ticker:ACME", "resolved", "high", at=T + timedelta(minutes=20))
+    await produce(settings, acme, spy, oil, acme_end)
+    async with forwarding(settings, fwd, plan(tmp_path, receiver, fwd, ROUTES)) as f:
+        await f.stats.wait_until(lambda s: s.records == 4 and s.commits >= 1, 60)
+    got = {path: [alert_id_of(r) for r in receiver.on(path)]
+           for path in ("/am/api/v2/alerts", "/slack/T0K3N", "/hook")}  # fmt: skip
+    ids = [a.alert_id for a in (acme, spy, oil, acme_end)]
+    assert sorted(got["/am/api/v2/alerts"]) == sorted(ids)
+    assert sorted(got["/slack/T0K3N"]) == sorted([acme.alert_id, oil.alert_id, acme_end.alert_id])
+    assert got["/hook"] == [acme.alert_id, acme_end.alert_id]  # one partition: in order
+    check_invariants(receiver.requests)
+
+    for r in receiver.on("/hook"):
+        expected = "sha256=" + hmac.new(SECRET, r.body, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(r.headers["X-Finpulse-Signature"], expected)
+        assert r.headers["Idempotency-Key"] == r.json()["alert_id"]
+        assert r.json()["alert"]["entity"] == "ticker:ACME"
+    slack = {alert_id_of(r): r.json()["text"] for r in receiver.on("/slack/T0K3N")}
+    assert "*topic:energy-oil*: severity *critical*" in slack[oil.alert_id]
+    assert "> $ACME plunges &lt;after&gt; guidance &amp; cut (p=0.97)" in slack[acme.alert_id]
+    assert "<https://desk.example/?entity=ticker%3AACME|" in slack[acme.alert_id]
+
+    am = {alert_id_of(r): r.json() for r in receiver.on("/am/api/v2/alerts")}
+    for body in am.values():
+        assert postable_alert_problems(body) == []
+    (fired,), (ended,) = am[acme.alert_id], am[acme_end.alert_id]
+    assert fired["labels"] == ended["labels"]
+    assert fired["labels"]["severity"] == "high"
+    assert parse_time(fired["endsAt"]) > datetime.now(UTC)
+    assert parse_time(ended["endsAt"]) == acme_end.fired_at
+    assert ended["startsAt"] == fired["startsAt"]
+
+
+async def test_a_failing_receiver_recovers_and_nothing_is_lost_or_repeated_unexplained(
+    settings: Settings, receiver: HttpReceiver, unique: str, tmp_path: Path
+) -> None:
+    fwd = forward_settings(unique, max_attempts=4, timeout_seconds=0.5)
+    receiver.fail(2, 500, paths=("/hook",))
+    receiver.fail(1, 503, retry_after="0", paths=("/slack/T0K3N",))
+    receiver.hang(1, 2, paths=("/slack/T0K3N",))
+    alerts = [alert(f"ticker:A{i}", "firing", "critical", at=T) for i in range(3)]
+    await produce(settings, *alerts)
+    async with forwarding(settings, fwd, plan(tmp_path, receiver, fwd, ROUTES)) as f:
+        await f.stats.wait_until(lambda s: s.records == 3 and s.commits >= 1, 60)
+    check_invariants(receiver.requests)
+    for path in ("/hook", "/slack/T0K3N", "/am/api/v2/alerts"):
+        acked = sorted(alert_id_of(r) for r in receiver.on(path) if r.acknowledged)
+        assert acked == sorted(a.alert_id for a in alerts), path
+    reasons = {r.headers.get("X-Finpulse-Retry-Reason") for r in receiver.requests} - {None}
+    assert reasons == {"http 500", "http 503", "timeout after 0.5 s"}
+    assert f.stats.dead_lettered == 0
+
+
+async def test_n_failures_and_rejections_are_dead_lettered_and_committed(
+    settings: Settings, receiver: HttpReceiver, unique: str, tmp_path: Path
+) -> None:
+    fwd = forward_settings(unique, max_attempts=3)
+    receiver.fail(100, 503, paths=("/hook",))
+    receiver.fail(1, 400, paths=("/slack/T0K3N",))
+    first = alert("ticker:ACME", "firing", "critical", at=T)
+    await produce(settings, first, b"{not an alert")
+    p = plan(tmp_path, receiver, fwd, ROUTES)
+    async with forwarding(settings, fwd, p) as f:
+        await f.stats.wait_until(lambda s: s.records == 2 and s.commits >= 1, 60)
+    letters = {(d.reason, d.sink): d for d in await dead_letters(settings, 3)}
+    failed = letters["delivery_failed", "hook"]
+    assert (failed.alert_id, failed.attempts) == (first.alert_id, 3)
+    assert failed.detail.startswith(f"http://127.0.0.1:{receiver.port}/…: http 503")
+    assert Alert.model_validate_json(failed.original) == first
+    rejected = letters["rejected", "slack"]
+    assert rejected.attempts == 1
+    assert "T0K3N" not in rejected.detail
+    assert letters["invalid_alert", None].original == "{not an alert"
+    assert len(receiver.on("/hook")) == 3
+    assert [r.acknowledged for r in receiver.on("/am/api/v2/alerts")] == [True]
+
+    # offsets were committed: a restarted forwarder delivers only what is new
+    receiver.requests.clear()
+    sentinel = alert("ticker:ZZZ", "firing", "critical", at=T)
+    await produce(settings, sentinel)
+    async with forwarding(settings, fwd, p) as again:
+        await again.stats.wait_until(lambda s: s.records >= 1 and s.commits >= 1, 60)
+    assert {alert_id_of(r) for r in receiver.requests} == {sentinel.alert_id}
+    assert again.stats.records == 1
+
+
+async def rewind(settings: Settings, group: str) -> None:
+    """What a crash between delivery and commit leaves: the group's offsets back at 0."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        settings.topic_alerts, bootstrap_servers=settings.broker.removeprefix("kafka://"),
+        group_id=group, enable_auto_commit=False, session_timeout_ms=4000,
+        heartbeat_interval_ms=1000,
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        async with asyncio.timeout(60):  # join the group as its only member
+            while len(consumer.assignment()) < 2:
+                await consumer.getmany(timeout_ms=200)
+        await consumer.commit({TopicPartition(settings.topic_alerts, p): 0 for p in range(2)})
+    finally:
+        await consumer.stop()
+
+
+async def test_a_restart_skips_acknowledged_deliveries_and_explains_unknown_outcomes(
+    settings: Settings, receiver: HttpReceiver, unique: str, tmp_path: Path
+) -> None:
+    fwd = forward_settings(unique)
+    routes = "  - {sinks: [hook]}\n"
+    p = plan(tmp_path, receiver, fwd, routes)
+    done, unknown = alert("ticker:AAA", at=T), alert("ticker:BBB", at=T)
+    await produce(settings, done, unknown)
+    async with forwarding(settings, fwd, p) as f:
+        await f.stats.wait_until(lambda s: s.records == 2 and s.commits >= 1, 60)
+    assert len(receiver.requests) == 2
+    await rewind(settings, fwd.group)
+    # and for one of the alerts the crash came after the POST, before its outcome was recorded
+    from stream_app.store.client import redis_client
+
+    redis = redis_client(settings)
+    ledger = Ledger(redis, prefix=settings.redis_key_prefix, group=fwd.group, ttl_seconds=600)
+    await ledger.put("hook", unknown.alert_id, "pending", 1)
+    await redis.aclose()
+
+    async with forwarding(settings, fwd, p) as again:
+        await again.stats.wait_until(lambda s: s.records == 2 and s.commits >= 1, 60)
+    assert again.stats.skipped == 1
+    assert [alert_id_of(r) for r in receiver.requests].count(done.alert_id) == 1
+    repeat = [r for r in receiver.requests if alert_id_of(r) == unknown.alert_id]
+    assert len(repeat) == 2
+    assert repeat[1].headers["X-Finpulse-Attempt"] == "2"
+    assert repeat[1].headers["X-Finpulse-Retry-Reason"].startswith("redelivery: attempt 1")
+    assert repeat[1].body == repeat[0].body  # same bytes: the receiver can de-duplicate
+    check_invariants(receiver.requests, acked_once=False)  # the repeat is explained
+
+
+async def test_alertmanager_alerts_are_re_sent_while_firing_and_not_after_the_resolve(
+    settings: Settings, receiver: HttpReceiver, unique: str, tmp_path: Path
+) -> None:
+    fwd = forward_settings(unique, resend_seconds=0.2)
+    p = plan(tmp_path, receiver, fwd, "  - {sinks: [am]}\n")
+    a, b = alert("ticker:AAA", at=T), alert("ticker:BBB", at=T)
+    path = "/am/api/v2/alerts"
+
+    def resends(requests: list[Received], entity: str) -> list[dict[str, Any]]:
+        return [x for r in requests if r.path == path and "X-Finpulse-Alert-Id" not in r.headers
+                for x in r.json() if x["labels"]["entity"] == entity]  # fmt: skip
+
+    await produce(settings, a, b)
+    async with forwarding(settings, fwd, p):
+        await receiver.wait_for(lambda rs: len(resends(rs, "ticker:AAA")) >= 2, 30)
+        for x in resends(receiver.requests, "ticker:AAA"):
+            assert parse_time(x["endsAt"]) > datetime.now(UTC) - timedelta(seconds=1)
+        assert all(postable_alert_problems(r.json()) == [] for r in receiver.on(path))
+        end = alert("ticker:AAA", "resolved", "high", at=T + timedelta(minutes=5))
+        await produce(settings, end)
+        await receiver.wait_for(
+            lambda rs: any(r.headers.get("X-Finpulse-Alert-Id") == end.alert_id for r in rs), 30
+        )
+        mark = len(receiver.requests)
+        await receiver.wait_for(lambda rs: len(resends(rs[mark:], "ticker:BBB")) >= 2, 30)
+    assert resends(receiver.requests[mark:], "ticker:AAA") == []
+    (resolve,) = [r.json() for r in receiver.on(path) if r.headers.get("X-Finpulse-Alert-Id")
+                  == end.alert_id]  # fmt: skip
+    assert parse_time(resolve[0]["endsAt"]) == end.fired_at
+
+
+async def test_the_cli_forwards_until_sigterm(
+    settings: Settings, receiver: HttpReceiver, unique: str, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import sys
+
+    env = {
+        **os.environ,
+        "FINPULSE_BROKER": settings.broker,
+        "FINPULSE_REDIS_URL": settings.redis_url.get_secret_value(),
+        "FINPULSE_REDIS_KEY_PREFIX": settings.redis_key_prefix,
+        "FINPULSE_TOPIC_ALERTS": settings.topic_alerts,
+        "FINPULSE_TOPIC_ALERTS_DEADLETTER": settings.topic_alerts_deadletter,
+        "FINPULSE_BROKER_SESSION_TIMEOUT": "4", "FINPULSE_BROKER_REBALANCE_TIMEOUT": "3",
+        "FINPULSE_FORWARD_GROUP": f"cli-{unique}",
+        "FINPULSE_FORWARD_WEBHOOK_URL": receiver.url("/cli-hook"),
+        "FINPULSE_FORWARD_HMAC_SECRET": SECRET.decode(),
+    }  # fmt: skip
+    first = alert("ticker:CLI", at=T)
+    await produce(settings, first)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "finpulse", "alerts", "forward", "--from-beginning", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        await receiver.wait_for(lambda rs: any(r.path == "/cli-hook" for r in rs), 60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, out.decode()
+    (got,) = receiver.on("/cli-hook")
+    assert got.json()["alert_id"] == first.alert_id
+    log = out.decode()
+    assert "sink webhook: webhook http://127.0.0.1:" in log
+    assert "/cli-hook" not in log  # the URL path is masked in every log line
