@@ -206,30 +206,32 @@ def _validation_message(where: str, exc: ValidationError) -> str:
     return f"{where}: " + "; ".join(problems)
 
 
+def _parser(suffix: str) -> tuple[str, Any, type[Exception]] | None:
+    """(format name, loads, its error type) for a file suffix; YAML is imported lazily."""
+    if suffix == ".toml":
+        return "TOML", tomllib.loads, tomllib.TOMLDecodeError
+    if suffix == ".json":
+        return "JSON", json.loads, json.JSONDecodeError
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        return "YAML", yaml.safe_load, yaml.YAMLError
+    return None
+
+
 def _read(path: Path) -> Any:
-    suffix = path.suffix.lower()
+    parser = _parser(path.suffix.lower())
+    if parser is None:
+        raise ForwardConfigError(f"{path}: unknown config format (use .yaml, .yml, .toml or .json)")
+    name, loads, error = parser
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ForwardConfigError(f"cannot read forward config {path}: {exc}") from None
-    if suffix == ".toml":
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ForwardConfigError(f"{path}: invalid TOML: {exc}") from None
-    if suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ForwardConfigError(f"{path}: invalid YAML: {exc}") from None
-    if suffix == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ForwardConfigError(f"{path}: invalid JSON: {exc}") from None
-    raise ForwardConfigError(f"{path}: unknown config format (use .yaml, .yml, .toml or .json)")
+    try:
+        return loads(text)
+    except error as exc:
+        raise ForwardConfigError(f"{path}: invalid {name}: {exc}") from None
 
 
 def _from_env(settings: ForwardSettings) -> ForwardConfig:
