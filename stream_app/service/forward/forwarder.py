@@ -155,6 +155,8 @@ class Forwarder:
             got = await self._http.post(request, headers, sink.spec.timeout_seconds)
             if got.ok:
                 await sink.delivered(view)
+            else:
+                sink.discard(view)
         return got
 
     async def _deliver(

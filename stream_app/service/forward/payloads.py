@@ -130,9 +130,13 @@ def _headline(view: AlertView) -> str:
 
 def _stats_line(view: AlertView) -> str:
     when = view.fired_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    if view.expected is not None:  # volume: stories against what the baseline expects
+        counts = f"{view.count} stories in window vs {view.expected:.1f} expected"
+    else:
+        counts = (f"{view.count}/{view.total} {view.kind} in window ({view.share:.0%}) vs "
+                  f"baseline {view.baseline_share:.0%}")  # fmt: skip
     return (
-        f"{view.count}/{view.total} in window ({view.share:.0%}) vs baseline "
-        f"{view.baseline_share:.0%} · z={view.score:.1f} (threshold {view.threshold:g}) · "
+        f"{counts} · z={view.score:.1f} (threshold {view.threshold:g}) · "
         f"episode {view.episode} · {when}"
     )
 

@@ -36,7 +36,7 @@ def severity_rank(severity: str) -> int:
 @dataclass(frozen=True)
 class EvidenceView:
     headline: str
-    prob: float | None  # the model's probability for the alert's class, when given
+    prob: float | None  # the model's probability of the alert's class (none for volume)
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,10 @@ class AlertView:
     fired_at: datetime
     window_start: datetime
     window_end: datetime
-    count: int
+    count: int  # of the alert's kind: negatives, positives or stories in the window
     total: int
     share: float
+    expected: float | None  # volume alerts: the stories the baseline expects
     baseline_share: float
     score: float
     threshold: float
@@ -65,15 +66,20 @@ class AlertView:
 
     @classmethod
     def of(cls, alert: Any) -> AlertView:
+        kind = getattr(alert, "kind", None) or "negative"
+        field = {"negative": "negative_prob", "positive": "positive_prob"}.get(kind)
         evidence = tuple(
-            EvidenceView(e.headline, getattr(e, "negative_prob", getattr(e, "prob", None)))
+            EvidenceView(e.headline, getattr(e, field, None) if field else None)
             for e in alert.evidence
         )
+        # schema v2 has the kind's own count and share; v1 alerts are negative-only
+        count = getattr(alert, "count", 0) or alert.negative_count
+        share = getattr(alert, "share", 0.0) or alert.negative_share
         return cls(
             alert_id=alert.alert_id,
             state=alert.state,
             entity=alert.entity,
-            kind=getattr(alert, "kind", None) or "negative",
+            kind=kind,
             severity=alert.severity,
             peak_severity=getattr(alert, "peak_severity", None) or alert.severity,
             episode=alert.episode,
@@ -81,9 +87,10 @@ class AlertView:
             fired_at=alert.fired_at,
             window_start=alert.window_start,
             window_end=alert.window_end,
-            count=alert.negative_count,
+            count=count,
             total=alert.total_count,
-            share=alert.negative_share,
+            share=share,
+            expected=getattr(alert, "expected_count", None),
             baseline_share=alert.baseline_share,
             score=alert.score,
             threshold=alert.threshold,

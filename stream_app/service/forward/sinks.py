@@ -92,6 +92,9 @@ class Sink:
     async def delivered(self, view: AlertView) -> None:
         """Called after the sink acknowledged ``view``'s request."""
 
+    def discard(self, view: AlertView) -> None:
+        """Called after an attempt the sink did not acknowledge."""
+
 
 class WebhookSink(Sink):
     async def request(self, view: AlertView, alert: dict[str, Any], partition: int) -> Request:
@@ -140,6 +143,9 @@ class AlertmanagerSink(Sink):
     async def delivered(self, view: AlertView) -> None:
         key, after = self._next.pop(view.alert_id)
         await self.ledger.set_active(self.name, key, after)
+
+    def discard(self, view: AlertView) -> None:
+        self._next.pop(view.alert_id, None)
 
     async def resend(self, http: HttpClient, partitions: set[int]) -> int:
         """Re-post the firing alerts of ``partitions`` (this consumer's); returns how many."""

@@ -57,7 +57,9 @@ def test_slack_text_is_readable_and_escaped() -> None:
     text = slack_message(AlertView.of(alert()), "https://desk/?e=1", evidence=1)["text"]
     lines = text.splitlines()
     assert lines[0] == ":red_circle: *FIRING* negative alert for *ticker:ACME*: severity *high*"
-    assert lines[1].startswith("9/12 in window (75%) vs baseline 12% · z=6.1 (threshold 3)")
+    assert lines[1].startswith(
+        "9/12 negative in window (75%) vs baseline 12% · z=6.1 (threshold 3)"
+    )
     assert lines[2] == "> $ACME plunges &lt;after&gt; guidance &amp; cut (p=0.97)"
     assert lines[3] == "<https://desk/?e=1|Open ticker:ACME in the dashboard>"
     assert len(lines) == 4  # evidence=1
@@ -135,3 +137,16 @@ def test_active_alerts_survive_json_for_redis() -> None:
                               extra_labels={})  # fmt: skip
     assert active is not None
     assert ActiveAlert.model_validate_json(active.model_dump_json()) == active
+
+
+def test_volume_alerts_say_stories_against_expected_and_give_no_probability() -> None:
+    from dataclasses import replace
+
+    v = replace(view(kind="volume"), count=12, expected=4.0,
+                evidence=tuple(replace(e, prob=None) for e in view().evidence))  # fmt: skip
+    lines = slack_message(v, None)["text"].splitlines()
+    assert lines[0].endswith("volume alert for *ticker:ACME*: severity *high*")
+    assert lines[1].startswith("12 stories in window vs 4.0 expected · z=6.1")
+    assert lines[2] == "> $ACME plunges &lt;after&gt; guidance &amp; cut"
+    (post,), _ = am_transition(None, v, now=NOW, resend_seconds=60, link=None, extra_labels={})
+    assert post["labels"]["alertname"] == "FinpulseNewsVolume"
