@@ -6,11 +6,12 @@ order, so an entity's resolve never overtakes its firing):
 1. A record that is not a valid ``Alert`` is dead-lettered (``invalid_alert``).
 2. The router names the sinks; each routed sink, in parallel:
    a. the ledger says ``delivered`` or ``dead_lettered``: skip (a redelivered record);
-   b. else attempt: ledger ``pending`` (attempt n) first, then the POST with
-      ``X-Finpulse-Attempt: n`` and, from the second attempt on, ``X-Finpulse-Retry-Reason``
-      (``http 503``, ``timeout after 10 s``, ``connection error: ...``, or
-      ``redelivery: attempt n-1 has no recorded outcome`` when a crash or rebalance left
-      a ``pending`` record);
+   b. else attempt: ledger ``pending`` (attempt n, outcome unknown) first, then the POST
+      with ``X-Finpulse-Attempt: n`` and, from the second attempt on,
+      ``X-Finpulse-Retry-Reason`` (``http 503``, ``timeout after 10 s``, ``connection
+      error: ...``; after a stop, crash or rebalance left a ``pending`` record:
+      ``redelivery: attempt n-1 failed (http 503)`` or ``redelivery: attempt n-1 has no
+      recorded outcome``); a failure is recorded with its reason before the back-off;
    c. 2xx: ledger ``delivered``; a rejecting status: dead letter ``rejected`` at once;
       a retryable failure: back off (``retry.RetryPolicy``) and retry, and after
       ``max_attempts`` (counted across restarts, at least one per start) dead letter
@@ -19,7 +20,10 @@ order, so an entity's resolve never overtakes its firing):
 3. The batch's offsets are committed (last offset + 1 per partition).
 
 A crash anywhere before step 3 re-reads the batch from the last commit: acknowledged
-deliveries are skipped (2a), unknown outcomes are retried with a reason (2b). So every
+deliveries are skipped (2a), unknown outcomes are retried with a reason (2b). A stop
+(SIGTERM, Ctrl-C) cancels the batch in flight, back-offs included, and commits nothing
+of it, so it takes effect at once and loses nothing; a dead letter whose ledger record was
+not written yet may be written again (dead letters are at-least-once too). So every
 alert reaches every routed sink or the dead-letter topic (at-least-once), and a second
 request under one ``alert_id`` to one sink always says why. A sink that keeps failing
 holds its partition for its retry budget (``RetryPolicy.worst_case_seconds``); the worker
@@ -68,6 +72,7 @@ class ForwardStats:
     delivered: int = 0
     skipped: int = 0
     retries: int = 0
+    failed_attempts: int = 0  # recorded in the ledger with their reason
     dead_lettered: int = 0
     invalid: int = 0
     resent: int = 0
@@ -170,14 +175,16 @@ class Forwarder:
                      prior.state)  # fmt: skip
             return
         attempt = prior.attempts if prior is not None else 0
-        reason = (f"redelivery: attempt {attempt} has no recorded outcome (restart or rebalance)"
-                  if attempt else None)  # fmt: skip
+        reason = None
+        if prior is not None:  # a restart or rebalance interrupted this delivery
+            reason = (f"redelivery: attempt {attempt} failed ({prior.reason})" if prior.reason
+                      else f"redelivery: attempt {attempt} has no recorded outcome")  # fmt: skip
         policy = self.plan.retry
         budget = max(policy.max_attempts - attempt, 1)
         got: Attempt | None = None
         for i in range(budget):
             attempt += 1
-            await ledger.put(sink.name, view.alert_id, "pending", attempt, reason)
+            await ledger.put(sink.name, view.alert_id, "pending", attempt)  # outcome unknown
             if attempt > 1:
                 self.stats.bump(retries=1)
             got = await self._attempt(sink, view, alert, record, attempt, reason)
@@ -190,6 +197,8 @@ class Forwarder:
             if not got.retryable:
                 break
             reason = got.reason
+            await ledger.put(sink.name, view.alert_id, "pending", attempt, reason)
+            self.stats.bump(failed_attempts=1)
             log.warning("forward: %s -> %s (%s) attempt %d failed: %s", view.alert_id[:12],
                         sink.name, sink.spec.masked, attempt, got.detail)  # fmt: skip
             if i < budget - 1:
@@ -274,7 +283,7 @@ class Forwarder:
             log.info("%s", line)
         self._producer = AIOKafkaProducer(**aiokafka_kwargs(s), acks="all")
         consumer = self._consumer()
-        tasks: list[asyncio.Task[None]] = []
+        tasks: list[asyncio.Task[Any]] = []
         async with aiohttp.ClientSession() as session:
             self._http = HttpClient(session)
             await self._producer.start()
@@ -282,11 +291,22 @@ class Forwarder:
                 await consumer.start()
                 am = [s for s in self.sinks.values() if isinstance(s, AlertmanagerSink)]
                 tasks = [asyncio.create_task(self._resend_loop(sink, consumer)) for sink in am]
+                stopping = asyncio.create_task(stop.wait())
+                tasks.append(stopping)
                 while not stop.is_set():
                     batches = await consumer.getmany(timeout_ms=500)
                     if not batches:
                         continue
-                    await asyncio.gather(*(self._partition(rs) for rs in batches.values()))
+                    work: asyncio.Future[Any] = asyncio.ensure_future(
+                        asyncio.gather(*(self._partition(rs) for rs in batches.values()))
+                    )
+                    pending: set[asyncio.Future[Any]] = {work, stopping}
+                    await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    if not work.done():  # stopping mid-batch (retries can take a minute):
+                        work.cancel()  # nothing is committed, the next run redoes the batch
+                        await asyncio.gather(work, return_exceptions=True)
+                        break
+                    work.result()  # a failure (e.g. Redis gone) stops the forwarder here
                     offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items()}
                     try:
                         await consumer.commit(offsets)

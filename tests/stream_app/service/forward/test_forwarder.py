@@ -290,6 +290,31 @@ async def test_a_restart_skips_acknowledged_deliveries_and_explains_unknown_outc
     check_invariants(receiver.requests, acked_once=False)  # the repeat is explained
 
 
+async def test_a_stop_during_back_off_is_prompt_commits_nothing_and_the_next_run_says_why(
+    settings: Settings, receiver: HttpReceiver, unique: str, tmp_path: Path
+) -> None:
+    fwd = forward_settings(unique, backoff_seconds=60, backoff_max_seconds=60)
+    p = plan(tmp_path, receiver, fwd, "  - {sinks: [hook]}\n")
+    receiver.fail(1, 502, paths=("/hook",))
+    first = alert("ticker:AAA", at=T)
+    await produce(settings, first)
+    forwarder = Forwarder(settings, fwd, p, from_beginning=True)
+    stop = asyncio.Event()
+    task = asyncio.create_task(forwarder.run(stop))
+    await forwarder.stats.wait_until(lambda s: s.failed_attempts == 1, 60)
+    stop.set()  # the forwarder now waits 30-60 s before its second attempt
+    await asyncio.wait_for(task, 10)
+    assert forwarder.stats.commits == 0
+
+    async with forwarding(settings, forward_settings(unique), p) as again:
+        await again.stats.wait_until(lambda s: s.records == 1 and s.commits >= 1, 60)
+    second = receiver.on("/hook")[1]
+    assert second.acknowledged
+    assert second.headers["X-Finpulse-Attempt"] == "2"
+    assert second.headers["X-Finpulse-Retry-Reason"] == "redelivery: attempt 1 failed (http 502)"
+    check_invariants(receiver.requests)
+
+
 async def test_alertmanager_alerts_are_re_sent_while_firing_and_not_after_the_resolve(
     settings: Settings, receiver: HttpReceiver, unique: str, tmp_path: Path
 ) -> None:
