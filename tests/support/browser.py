@@ -16,7 +16,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CHROMEDRIVER", "CHROMIUM", "chromium_driver", "save_screenshot"]
+__all__ = [
+    "CHROMEDRIVER",
+    "CHROMIUM",
+    "chromium_driver",
+    "click",
+    "console_errors",
+    "css",
+    "save_screenshot",
+    "wait_for",
+]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -67,6 +76,36 @@ def chromium_driver(profile_dir: Path, width: int = 1280, height: int = 800) -> 
         {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
     )
     return driver
+
+
+def css(driver: Any, selector: str) -> list[Any]:
+    """The elements matching a CSS selector now (an empty list when none)."""
+    from selenium.webdriver.common.by import By
+
+    return list(driver.find_elements(By.CSS_SELECTOR, selector))
+
+
+def wait_for(driver: Any, condition: Any, timeout: float = 10.0) -> Any:
+    """``condition(driver)`` once it is truthy (a DOM condition; never a sleep)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(
+        driver, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+    )
+    return wait.until(condition)
+
+
+def click(driver: Any, selector: str, timeout: float = 10.0) -> None:
+    """Click the first match once it is there; the live page may redraw it in between."""
+
+    def clicked(d: Any) -> bool:
+        found = css(d, selector)
+        if found:
+            found[0].click()
+        return bool(found)
+
+    wait_for(driver, clicked, timeout)
 
 
 def console_errors(driver: Any) -> list[str]:

@@ -24,12 +24,14 @@
     token: sessionStorage.getItem(TOKEN_KEY) || "",
     needsToken: false,
     overview: null,
+    overviewText: null,
     selected: null,
     seenAlerts: null, // alert ids already shown (null until the first overview)
     spark: new Map(), // entity -> {clock, at, series}
     sparkQueue: new Set(),
     sparkBusy: 0,
     detailClock: null,
+    linkedAlert: null, // ?alert_id= of a forwarded alert link
     chart: null,
     stream: null, // AbortController of the open stream
     pollTimer: null,
@@ -109,6 +111,7 @@
     state.token = "";
     state.generation++;
     state.overview = null;
+    state.overviewText = null;
     state.seenAlerts = null;
     state.selected = null;
     state.spark.clear();
@@ -233,12 +236,18 @@
 
   // --- rendering: overview ---------------------------------------------------------------------
   function render(ov) {
+    // The stream's first event usually repeats the overview just fetched: an unchanged
+    // overview is not redrawn (no flicker, focus and hover stay where they are).
+    const text = JSON.stringify(ov);
+    if (text === state.overviewText) return;
+    state.overviewText = text;
     const first = state.seenAlerts === null;
     state.overview = ov;
     $("clock").textContent = ov.clock_ms ? dayTime(ov.clock_ms) : "—";
     if (ov.clock_ms) $("clock").setAttribute("datetime", new Date(ov.clock_ms).toISOString());
     renderTable();
     renderAlerts(first);
+    if (first) openDeepLink();
     if (state.selected) {
       const row = ov.entities.find((r) => r.entity === state.selected);
       if (row && row.clock_ms !== state.detailClock) loadDetail(state.selected, row);
@@ -437,7 +446,7 @@
     }
     const since = Date.parse(a.episode_start);
     return el("li", {
-      class: "alert kind-" + a.kind + (isNew ? " is-new" : ""),
+      class: "alert kind-" + a.kind + (isNew ? " is-new" : "") + (a.alert_id === state.linkedAlert ? " is-linked" : ""),
       dataset: { alertId: a.alert_id, entity: a.entity },
     },
     el("div", { class: "alert-head" },
@@ -491,9 +500,28 @@
   }
 
   // --- detail -----------------------------------------------------------------------------------------------
+  function openDeepLink() {
+    // /?entity=ticker:TSLA&alert_id=... (the links alert forwarding sends): open that
+    // entity's detail and bring that alert into view. Only ids and names, never a token.
+    const params = new URLSearchParams(location.search);
+    const entity = params.get("entity");
+    if (entity && /^(market|ticker:[A-Z][A-Z0-9.\-]{0,9}|topic:[a-z0-9]+(-[a-z0-9]+)*)$/.test(entity)) {
+      select(entity, false);
+    }
+    state.linkedAlert = params.get("alert_id");
+    const card = state.linkedAlert &&
+      $("firing").querySelector('[data-alert-id="' + CSS.escape(state.linkedAlert) + '"]');
+    if (card) {
+      card.classList.add("is-linked");
+      card.scrollIntoView({ block: "nearest" });
+    }
+  }
+
   function select(entity, focusTable) {
     state.selected = entity;
     state.detailClock = null;
+    // the URL names the open entity, so it can be shared or bookmarked (no token in it)
+    history.replaceState(null, "", "?entity=" + encodeURIComponent(entity));
     for (const tr of $("entity-rows").children) tr.setAttribute("aria-selected", tr.dataset.entity === entity ? "true" : "false");
     const row = state.overview && state.overview.entities.find((r) => r.entity === entity);
     loadDetail(entity, row);

@@ -18,7 +18,14 @@ import pytest
 
 from stream_app.core.windows import Counts
 from stream_app.service.dashboard.source import Headline, HeadlineLink
-from tests.support.browser import chromium_driver, console_errors, save_screenshot
+from tests.support.browser import (
+    chromium_driver,
+    click,
+    console_errors,
+    css,
+    save_screenshot,
+    wait_for,
+)
 from tests.support.dashboard_server import DashboardServer
 from tests.support.dashboard_source import MemoryDashboardSource
 from tests.support.desk_data import CLOCK_MS, DETECTOR, WINDOW, burst_alert, fill_desk
@@ -51,22 +58,10 @@ def desk() -> Iterator[DashboardServer]:
         server.stop()
 
 
-def _wait(driver: Any, condition: Any, timeout: float = 10.0) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout).until(condition)
-
-
-def _css(driver: Any, selector: str) -> list[Any]:
-    from selenium.webdriver.common.by import By
-
-    return list(driver.find_elements(By.CSS_SELECTOR, selector))
-
-
 def _sign_in(driver: Any, url: str, token: str) -> None:
     driver.get(url + "/")
-    _wait(driver, lambda d: _css(d, "#token") and _css(d, "#token")[0].is_displayed())
-    field = _css(driver, "#token")[0]
+    wait_for(driver, lambda d: css(d, "#token") and css(d, "#token")[0].is_displayed())
+    field = css(driver, "#token")[0]
     field.clear()
     field.send_keys(token + "\n")
 
@@ -97,14 +92,14 @@ def test_sign_in_asks_for_the_token_and_refuses_a_wrong_one(
         "Storage.clearDataForOrigin", {"origin": desk.url, "storageTypes": "all"}
     )
     _sign_in(driver, desk.url, "not-the-token")
-    _wait(driver, lambda d: "refused" in _css(d, "#login-error")[0].text)
+    wait_for(driver, lambda d: "refused" in css(d, "#login-error")[0].text)
     assert "not-the-token" not in driver.current_url
     _sign_in(driver, desk.url, TOKEN)
-    _wait(driver, lambda d: len(_css(d, "#entity-rows tr")) == 26)
+    wait_for(driver, lambda d: len(css(d, "#entity-rows tr")) == 26)
     assert TOKEN not in driver.current_url
     # sign out forgets the token for this tab
-    _css(driver, "#signout")[0].click()
-    _wait(driver, lambda d: _css(d, "#login")[0].is_displayed())
+    click(driver, "#signout")
+    wait_for(driver, lambda d: css(d, "#login")[0].is_displayed())
     assert driver.execute_script("return sessionStorage.getItem('finpulse.token')") is None
 
 
@@ -114,8 +109,8 @@ def test_desk_live_alert_keyboard_and_accessibility(
     from selenium.webdriver.common.keys import Keys
 
     _sign_in(driver, desk.url, TOKEN)
-    _wait(driver, lambda d: len(_css(d, "#entity-rows tr")) == 26)
-    _wait(driver, lambda d: _css(d, "#conn")[0].text == "live")
+    wait_for(driver, lambda d: len(css(d, "#entity-rows tr")) == 26)
+    wait_for(driver, lambda d: css(d, "#conn")[0].text == "live")
     console_errors(driver)  # drop the expected 401 of the page's first, tokenless probe
     driver.execute_script("window.__sameDocument = true")
 
@@ -130,23 +125,23 @@ def test_desk_live_alert_keyboard_and_accessibility(
     # a negative burst arrives: the alert, its highlighted evidence and the top row appear
     _burst(desk.source, "TSLA", "Tesla", 14)
     card = '#firing li[data-entity="ticker:TSLA"]'
-    _wait(driver, lambda d: _css(d, card))
+    wait_for(driver, lambda d: css(d, card))
     assert driver.execute_script("return window.__sameDocument") is True  # no reload
-    marks = [m.text for m in _css(driver, card + " mark.link")]
+    marks = [m.text for m in css(driver, card + " mark.link")]
     assert marks == ["Tesla", "Tesla", "Tesla"]
-    assert _css(driver, "#entity-rows tr")[0].get_attribute("data-entity") == "ticker:TSLA"
-    _wait(driver, lambda d: "TSLA" in _css(d, "#announce")[0].text)
+    assert css(driver, "#entity-rows tr")[0].get_attribute("data-entity") == "ticker:TSLA"
+    wait_for(driver, lambda d: "TSLA" in css(d, "#announce")[0].text)
 
     # keyboard: filter, then Tab into the table, arrow down/up, Enter opens the detail
-    box = _css(driver, "#filter")[0]
+    box = css(driver, "#filter")[0]
     box.send_keys("tsl")
-    _wait(driver, lambda d: len(_css(d, "#entity-rows tr")) == 1)
+    wait_for(driver, lambda d: len(css(d, "#entity-rows tr")) == 1)
     box.send_keys(Keys.CONTROL, "a", Keys.DELETE)
-    _wait(driver, lambda d: len(_css(d, "#entity-rows tr")) == 26)
-    _css(driver, "#firing-only")[0].click()
-    _wait(driver, lambda d: len(_css(d, "#entity-rows tr")) == 1)
-    _css(driver, "#firing-only")[0].click()
-    _wait(driver, lambda d: len(_css(d, "#entity-rows tr")) == 26)
+    wait_for(driver, lambda d: len(css(d, "#entity-rows tr")) == 26)
+    click(driver, "#firing-only")
+    wait_for(driver, lambda d: len(css(d, "#entity-rows tr")) == 1)
+    click(driver, "#firing-only")
+    wait_for(driver, lambda d: len(css(d, "#entity-rows tr")) == 26)
     active = driver.switch_to.active_element
     active.send_keys(Keys.TAB)
     row = driver.switch_to.active_element
@@ -155,15 +150,15 @@ def test_desk_live_alert_keyboard_and_accessibility(
     assert outline != "none"  # visible focus
     row.send_keys(Keys.ARROW_DOWN)
     second = driver.switch_to.active_element
-    assert second.get_attribute("data-entity") == _css(driver, "#entity-rows tr")[1].get_attribute(
+    assert second.get_attribute("data-entity") == css(driver, "#entity-rows tr")[1].get_attribute(
         "data-entity"
     )
     second.send_keys(Keys.ARROW_UP)
     driver.switch_to.active_element.send_keys(Keys.ENTER)
-    _wait(driver, lambda d: _css(d, "#detail-h")[0].text == "TSLA · ticker")
-    _wait(driver, lambda d: _css(d, "#chart canvas"))
-    _wait(driver, lambda d: _css(d, "#headlines li mark.link.self"))
-    assert _css(driver, "#headlines li")[0].text.endswith("Tesla recalls 2 million vehicles")
+    wait_for(driver, lambda d: css(d, "#detail-h")[0].text == "TSLA · ticker")
+    wait_for(driver, lambda d: css(d, "#chart canvas"))
+    wait_for(driver, lambda d: css(d, "#headlines li mark.link.self"))
+    assert css(driver, "#headlines li")[0].text.endswith("Tesla recalls 2 million vehicles")
 
     # WCAG 2 A/AA rules (contrast included) by axe-core, in this browser, on this state
     driver.execute_script(AXE.read_text(encoding="utf-8"))
@@ -188,10 +183,9 @@ def test_headlines_are_text_never_markup(driver: Any, desk: DashboardServer) -> 
                  (HeadlineLink(entity, "name", (36, 41), 0.9),)),
     )  # fmt: skip
     _sign_in(driver, desk.url, TOKEN)
-    _wait(driver, lambda d: _css(d, 'tr[data-entity="ticker:AAPL"]'))
-    _css(driver, 'tr[data-entity="ticker:AAPL"]')[0].click()
-    _wait(driver, lambda d: _css(d, "#headlines li"))
-    first = _css(driver, "#headlines li")[0]
+    click(driver, 'tr[data-entity="ticker:AAPL"]')
+    wait_for(driver, lambda d: css(d, "#headlines li"))
+    first = css(driver, "#headlines li")[0]
     assert evil in first.text
     assert [m.text for m in first.find_elements("css selector", "mark")] == ["Apple"]
     assert driver.execute_script("return window.__xss === undefined")
@@ -205,10 +199,31 @@ def test_without_a_stream_the_page_polls_and_still_shows_alerts(driver: Any) -> 
     server = DashboardServer(source, None, WINDOW, DETECTOR, max_streams=0).start()
     try:
         driver.get(server.url + "/")  # no token configured: no sign-in
-        _wait(driver, lambda d: len(_css(d, "#entity-rows tr")) == 26)
-        assert not _css(driver, "#signout")[0].is_displayed()
-        _wait(driver, lambda d: _css(d, "#conn")[0].get_attribute("data-state") == "polling")
+        wait_for(driver, lambda d: len(css(d, "#entity-rows tr")) == 26)
+        assert not css(driver, "#signout")[0].is_displayed()
+        wait_for(driver, lambda d: css(d, "#conn")[0].get_attribute("data-state") == "polling")
         _burst(source, "NVDA", "Nvidia", 14)
-        _wait(driver, lambda d: _css(d, '#firing li[data-entity="ticker:NVDA"]'), timeout=20)
+        wait_for(driver, lambda d: css(d, '#firing li[data-entity="ticker:NVDA"]'), timeout=20)
     finally:
         server.stop()
+
+
+def test_a_forwarded_alert_link_opens_its_entity_and_alert(
+    driver: Any, desk: DashboardServer
+) -> None:
+    """``dashboard_url`` of alert forwarding: ``/?entity={entity}&alert_id={alert_id}``."""
+    _burst(desk.source, "META", "Meta", 14)
+    alert_id = desk.source._alerts[-1]["alert_id"]
+    _sign_in(driver, desk.url, TOKEN)
+    driver.get(f"{desk.url}/?entity=ticker:META&alert_id={alert_id}")  # token kept in the tab
+    wait_for(driver, lambda d: css(d, "#detail-h")[0].text == "META · ticker")
+    card = f'#firing li[data-alert-id="{alert_id}"]'
+    wait_for(driver, lambda d: "is-linked" in css(d, card)[0].get_attribute("class"))
+    # choosing another row names it in the URL (shareable; never the token)
+    click(driver, 'tr[data-entity="market"]')
+    wait_for(driver, lambda d: d.current_url.endswith("/?entity=market"))
+    assert TOKEN not in driver.current_url
+    # a malformed name in the link is ignored, not sent to the API
+    driver.get(f"{desk.url}/?entity=ticker:META%0A")
+    wait_for(driver, lambda d: len(css(d, "#entity-rows tr")) == 26)
+    assert css(driver, "#detail-empty")[0].is_displayed()
