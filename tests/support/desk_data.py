@@ -170,3 +170,17 @@ def fill_desk(source: MemoryDashboardSource, clock_ms: int = CLOCK_MS, seed: int
         resolved["fired_at"] = ms_to_datetime(t + 25 * 60_000).isoformat()
         resolved["peak_severity"] = "high"
         source.publish_alert(resolved)
+
+
+def v2_alert(base: dict[str, Any], kind: str, **fields: Any) -> dict[str, Any]:
+    """``base`` (``burst_alert``) as schema v2 publishes it: ``kind``, the kind's ``count``,
+    ``share``, ``expected_count``, ``repeats``, and evidence with a ``span`` naming the
+    entity instead of ``links``."""
+    wire = {**base, "schema_version": 2, "kind": kind, **fields}
+    wire["alert_id"] = f"{base['alert_id'][:24]}{kind[:8]:0<8}"
+    wire["evidence"] = [
+        {k: v for k, v in {**e, "span": e["links"][0]["span"], "positive_prob": 0.9}.items()
+         if k != "links"}
+        for e in base["evidence"]
+    ]  # fmt: skip
+    return wire

@@ -4,8 +4,9 @@
 Redis: it reads a ``DashboardSource`` and turns counts into what a desk reads.
 
 * **Risk order** of the entity table: entities with a firing alert first, most severe
-  first; then everyone by the detector's binomial z (``stream_app.core.detector.stats``, the
-  same numbers the detector fires on), then by volume against baseline, then by name.
+  first, then by that alert's own z (its kind's: negative, positive or volume); then
+  everyone else by the negative detector's binomial z (``stream_app.core.detector.stats``,
+  the same numbers it fires on), then by volume against baseline, then by name.
 * **Volume against baseline**: the window's item count ``n`` over the baseline's rate for
   a window. While a young entity's baseline is still filling, the rate is taken over the
   part of the baseline since its first event (``EntityState.first_event_ms``), so a new
@@ -155,6 +156,7 @@ class DashboardApi:
             severity=alert.severity if alert else None,
             alert_kind=alert.kind if alert else None,
             alert_id=alert.alert_id if alert else None,
+            alert_score=alert.score if alert else None,
             negative=s.negative,
             total=s.total,
             negative_share=s.share,
@@ -170,7 +172,7 @@ class DashboardApi:
         return (
             not firing,
             -SEVERITY_RANK.get(row.severity or "", 0) if firing else 0,
-            -row.z,
+            -(row.alert_score or 0.0) if firing else -row.z,  # firing: the kind's own z
             -(row.volume_ratio or 0.0),
             row.entity,
         )

@@ -71,6 +71,15 @@ class _Linked(_Out):
 
 class EvidenceOut(_Linked):
     negative_prob: float | None = None
+    positive_prob: float | None = None
+    # where the headline names the alert's entity (``[start, end)``, code points)
+    span: tuple[int, int] | None = None
+
+    @field_validator("span")
+    @classmethod
+    def _span(cls, span: tuple[int, int] | None, info: ValidationInfo) -> tuple[int, int] | None:
+        n = len(info.data.get("headline", ""))
+        return span if span is not None and 0 <= span[0] < span[1] <= n else None
 
 
 class AlertOut(_Out):
@@ -93,6 +102,13 @@ class AlertOut(_Out):
     baseline_share: float
     score: float
     threshold: float
+    # the kind's own reading (schema v2): negatives, positives or stories in the window,
+    # their share (volume: count over expected_count), and syndicated repeats not counted
+    count: int | None = None
+    share: float | None = None
+    expected_count: float | None = None
+    repeats: int = 0
+    net_sentiment: float | None = None
     evidence: list[EvidenceOut] = Field(default_factory=list)  # producer caps it (<= 50)
     model_version: str
 
@@ -109,6 +125,7 @@ class EntityRow(_Out):
     severity: str | None  # of the alert now firing
     alert_kind: str | None
     alert_id: str | None
+    alert_score: float | None  # the firing alert's z (of its own kind)
     negative: int  # negatives in the window (k)
     total: int  # items in the window (n): the volume
     negative_share: float  # k / n (0 when n = 0)

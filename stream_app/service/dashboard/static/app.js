@@ -289,7 +289,7 @@
       el("td", {}, r.severity ? el("span", { class: "sev sev-" + r.severity, text: r.severity }) : el("span", { class: "muted", text: "–" })),
       el("td", { class: "num" + (r.negative_share - r.baseline_share >= 0.2 && r.total ? " hot" : "") },
         pct(r.total ? r.negative_share : null), el("span", { class: "muted", text: " / " + pct(r.baseline_share) })),
-      el("td", { class: "num" + (r.z >= 3 ? " hot" : ""), text: fixed(r.z, 1) }),
+      zCell(r),
       el("td", { class: "num" }, String(r.total),
         el("span", { class: "muted", text: r.volume_ratio === null ? "" : " · " + fixed(r.volume_ratio, 1) + "×" })),
       el("td", { class: "spark-cell", dataset: { spark: "share" } }),
@@ -304,6 +304,14 @@
       const again = body.querySelector('tr[data-entity="' + CSS.escape(focused) + '"]');
       if (again) again.focus({ preventScroll: true });
     }
+  }
+
+  function zCell(r) {
+    // the negative detector's z; a row firing on another kind shows that alert's z too
+    const other = r.status === "firing" && r.alert_kind && r.alert_kind !== "negative";
+    return el("td", { class: "num" + (r.z >= 3 ? " hot" : "") }, fixed(r.z, 1),
+      other ? el("span", { class: "kind-z kind-" + r.alert_kind, title: r.alert_kind + " z of the firing alert",
+        text: r.alert_kind.slice(0, 3) + " " + fixed(r.alert_score, 1) }) : null);
   }
 
   function rowKey(ev, entity) {
@@ -438,11 +446,30 @@
   }
 
   // --- alerts ------------------------------------------------------------------------------------------
+  function alertReading(a) {
+    // what the kind measured: negatives / positives against the baseline share, or the
+    // volume of stories against the expected count (schema v2 adds count/share/expected)
+    const count = a.count === null || a.count === undefined ? null : a.count;
+    if (a.kind === "volume" && a.expected_count !== null && a.expected_count !== undefined) {
+      return (count ?? a.total_count) + " stories vs " + fixed(a.expected_count, 1) + " expected";
+    }
+    if (a.kind === "positive" && count !== null) {
+      return count + " of " + a.total_count + " positive (" + pct(a.share) + " vs " + pct(a.baseline_share) + ")";
+    }
+    return a.negative_count + " of " + a.total_count + " negative (" + pct(a.negative_share) + " vs " + pct(a.baseline_share) + ")";
+  }
+
   function alertCard(a, isNew) {
     const evidence = el("ol", { class: "evidence" });
+    const positive = a.kind === "positive";
     for (const ev of a.evidence) {
-      evidence.append(el("li", {}, headlineNode(ev.headline, ev.links, a.entity),
-        ev.negative_prob === null ? null : el("span", { class: "prob", text: "p(neg) " + fixed(ev.negative_prob, 2) })));
+      // the evidence names the alert's entity at ``span`` (v2), or carries entity ``links``
+      const links = (ev.links || []).slice();
+      if (ev.span) links.push({ entity: a.entity, via: "name", span: ev.span });
+      const prob = positive ? ev.positive_prob : ev.negative_prob;
+      evidence.append(el("li", {}, headlineNode(ev.headline, links, a.entity),
+        prob === null || prob === undefined ? null
+          : el("span", { class: "prob", text: (positive ? "p(pos) " : "p(neg) ") + fixed(prob, 2) })));
     }
     const since = Date.parse(a.episode_start);
     return el("li", {
@@ -456,8 +483,8 @@
       a.state === "escalated" ? el("span", { class: "state state-firing", text: "escalated" }) : null,
       el("button", { type: "button", onclick: () => select(a.entity, true), text: "Detail", "aria-label": "Show " + a.entity + " in the detail view" })),
     el("p", { class: "alert-meta", text:
-      "since " + hhmm(since) + " UTC · " + a.negative_count + " of " + a.total_count + " negative (" + pct(a.negative_share) +
-      " vs " + pct(a.baseline_share) + ") · z " + fixed(a.score, 1) }),
+      "since " + hhmm(since) + " UTC · " + alertReading(a) + " · z " + fixed(a.score, 1) +
+      (a.repeats ? " · " + a.repeats + " repeats not counted" : "") }),
     evidence);
   }
 

@@ -28,7 +28,7 @@ from tests.support.browser import (
 )
 from tests.support.dashboard_server import DashboardServer
 from tests.support.dashboard_source import MemoryDashboardSource
-from tests.support.desk_data import CLOCK_MS, DETECTOR, WINDOW, burst_alert, fill_desk
+from tests.support.desk_data import CLOCK_MS, DETECTOR, WINDOW, burst_alert, fill_desk, v2_alert
 
 pytestmark = pytest.mark.browser
 
@@ -227,3 +227,36 @@ def test_a_forwarded_alert_link_opens_its_entity_and_alert(
     driver.get(f"{desk.url}/?entity=ticker:META%0A")
     wait_for(driver, lambda d: len(css(d, "#entity-rows tr")) == 26)
     assert css(driver, "#detail-empty")[0].is_displayed()
+
+
+def test_positive_and_volume_alerts_show_their_own_reading(
+    driver: Any, desk: DashboardServer, tmp_path: Path
+) -> None:
+    """Schema v2 alerts: the kind's count and baseline, evidence spans highlighted."""
+    src = desk.source
+    for sym, name, kind, extra in (
+        ("NFLX", "Netflix", "positive", {"count": 11, "share": 0.73, "total_count": 15,
+                                         "score": 4.2}),
+        ("UBER", "Uber", "volume", {"count": 48, "share": 2.9, "expected_count": 16.5,
+                                    "repeats": 7, "score": 7.9, "severity": "medium"}),
+    ):  # fmt: skip
+        state = next(s for s in src._states.values() if s.entity == f"ticker:{sym}")
+        base = burst_alert(state.entity, name, state.window, state.baseline, CLOCK_MS)
+        src.publish_alert(v2_alert(base, kind, **extra))
+    _sign_in(driver, desk.url, TOKEN)
+    pos, vol = '#firing li[data-entity="ticker:NFLX"]', '#firing li[data-entity="ticker:UBER"]'
+    wait_for(driver, lambda d: css(d, pos) and css(d, vol))
+    assert "11 of 15 " in css(driver, pos + " .alert-meta")[0].text
+    assert "positive (73% vs" in css(driver, pos + " .alert-meta")[0].text
+    assert "p(pos) 0.90" in css(driver, pos + " .evidence")[0].text
+    vol_meta = css(driver, vol + " .alert-meta")[0].text
+    assert "48 stories vs 16.5 expected" in vol_meta
+    assert "7 repeats not counted" in vol_meta
+    assert [m.text for m in css(driver, vol + " mark.link.self")] == ["Uber"] * 3
+    # the table ranks the medium volume alert first and shows its own z beside the negative z
+    first = css(driver, "#entity-rows tr")[0]
+    assert first.get_attribute("data-entity") == "ticker:UBER"
+    assert "vol 7.9" in first.text
+    scroll = "const s = document.querySelector('#entities-panel .scroll');"
+    assert driver.execute_script(scroll + "return s.scrollWidth <= s.clientWidth")  # fits 1280
+    save_screenshot(driver, tmp_path, "dashboard-kinds")

@@ -8,7 +8,7 @@ from stream_app.core.windows import Counts
 from stream_app.service.dashboard.source import EntityState
 from tests.stream_app.service.dashboard.conftest import DeskFactory
 from tests.support.dashboard_source import MemoryDashboardSource
-from tests.support.desk_data import CLOCK_MS, DETECTOR, WINDOW, burst_alert
+from tests.support.desk_data import CLOCK_MS, DETECTOR, WINDOW, burst_alert, v2_alert
 
 MIN = 60_000
 
@@ -145,3 +145,26 @@ async def test_recent_alerts_newest_first_and_a_broken_one_skipped(
     assert [a["entity"] for a in body["alerts"]] == ["ticker:CCC", "ticker:BBB"]
     assert [a["entity"] for a in overview["recent"]] == ["ticker:CCC", "ticker:BBB", "ticker:AAA"]
     assert overview["recent"][0]["evidence"][0]["links"][0]["span"] is not None
+
+
+async def test_schema_v2_alerts_keep_their_kind_reading_and_evidence_span(
+    desk_factory: DeskFactory,
+) -> None:
+    source = MemoryDashboardSource()
+    s = _state("ticker:BUZZ", 2, 60)
+    source.put_state(s)
+    base = burst_alert("ticker:BUZZ", "BUZZ", s.window, s.baseline, CLOCK_MS)
+    wire = v2_alert(base, "volume", count=60, share=3.2, expected_count=18.75, repeats=4)
+    wire["evidence"][1]["span"] = [0, 999]  # does not fit its headline
+    source.publish_alert(wire)
+    desk = await desk_factory(source)
+
+    _, body = await desk.get("/api/overview")
+
+    [alert] = body["firing"]
+    assert (alert["kind"], alert["count"], alert["expected_count"]) == ("volume", 60, 18.75)
+    assert alert["repeats"] == 4
+    first, second = alert["evidence"][:2]
+    assert first["headline"][slice(*first["span"])] == "BUZZ"
+    assert second["span"] is None
+    assert body["entities"][0]["alert_kind"] == "volume"
