@@ -168,6 +168,13 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535)
     api_token: SecretStr | None = None
+    # HTTP server limits (stream_app/service/http.py): a connection that has not sent a
+    # whole request within web_idle_timeout of opening (or of its last reply) is closed;
+    # connections beyond web_max_connections get a 503 and are closed at once. The API
+    # reads Redis through its own pool of web_redis_connections (the aggregator has its own).
+    web_idle_timeout: float = Field(10.0, gt=0, le=3600)
+    web_max_connections: int = Field(256, ge=1, le=65_536)
+    web_redis_connections: int = Field(16, ge=1, le=1024)
 
     window: WindowSettings = Field(default_factory=WindowSettings)  # type: ignore[arg-type]
     detector: DetectorSettings = Field(default_factory=DetectorSettings)  # type: ignore[arg-type]

@@ -39,11 +39,21 @@ __all__ = ["FinpulseApp", "create_app", "run_worker"]
 
 log = logging.getLogger(__name__)
 
+
 class FinpulseApp(faust.App):
-    """A ``faust.App`` that creates its topics and closes its Redis client."""
+    """A ``faust.App`` that creates its topics, closes its Redis clients and serves HTTP
+    through ``FinpulseWeb`` (finpulse's routes only, with timeouts and a connection bound)."""
 
     finpulse_settings: Settings
     finpulse_resources: list[Any]
+
+    def _new_web(self) -> Any:
+        from stream_app.service.http import FinpulseWeb
+
+        s = self.finpulse_settings  # set by create_app before any route is installed
+        return FinpulseWeb(
+            self, idle_timeout=s.web_idle_timeout, max_connections=s.web_max_connections
+        )
 
     async def on_first_start(self) -> None:
         await ensure_topics(self.finpulse_settings)
@@ -180,7 +190,7 @@ def create_app(
             settings.topic_entity_events: entity_events,
             settings.topic_alerts: topic(settings.topic_alerts),
             settings.topic_deadletter: topic(settings.topic_deadletter),
-        }
+        },
     )
 
     metrics = Metrics()
@@ -215,18 +225,13 @@ def create_app(
     async def aggregate(stream: Any) -> None:
         await run_batches(stream, aggregate_stage, settings.aggregate_batch_size)
 
-    async def ping() -> bool:
-        client = getattr(store, "client", None)  # RedisWindowStore's redis.asyncio client
-        if client is None:
-            return True
-        return bool(await asyncio.wait_for(client.ping(), timeout=2.0))
-
+    reader, probe = _read_side(settings, store, app.finpulse_resources)
     api = WebApi(
-        store=lambda: store,
+        store=lambda: reader,
         metrics=metrics,
         health=health,
         api_token=settings.api_token.get_secret_value() if settings.api_token else None,
-        ping=ping,
+        ping=probe,
     )
     install(app, api)
     app.finpulse_metrics = metrics  # type: ignore[attr-defined]
@@ -242,6 +247,37 @@ def _redis_store(settings: Settings) -> Any:
     from stream_app.store.redis import RedisWindowStore
 
     return RedisWindowStore.from_settings(settings)
+
+
+_API_SOCKET_TIMEOUT = 2.0  # a hung Redis answers the API with 503 after this, not 10 s
+
+
+def _read_side(settings: Settings, store: Any, resources: list[Any]) -> tuple[Any, Any]:
+    """The web API's store and ``/health``'s Redis probe, each on a connection pool of its
+    own: HTTP traffic never takes a connection the aggregator needs, the API's pool is
+    bounded (``web_redis_connections``) and fails fast (no retries: the client retries),
+    and health PINGs at most once a second on one connection. A store that is not Redis
+    (tests) serves the API itself, and health has no Redis to probe."""
+    from stream_app.service.health import CachedProbe
+    from stream_app.store.client import redis_client
+    from stream_app.store.redis import RedisWindowStore
+
+    if not isinstance(store, RedisWindowStore):
+        return store, None
+    pooled = redis_client(
+        settings,
+        max_connections=settings.web_redis_connections,
+        socket_timeout=_API_SOCKET_TIMEOUT,
+    )
+    reader = RedisWindowStore(
+        pooled,
+        settings.redis_key_prefix,
+        retention_seconds=settings.window.retention_seconds,
+        retry_max_seconds=0.0,
+    )
+    pinger = redis_client(settings, max_connections=1, socket_timeout=_API_SOCKET_TIMEOUT)
+    resources += [reader, pinger]
+    return reader, CachedProbe(pinger.ping, ttl=1.0, timeout=_API_SOCKET_TIMEOUT)
 
 
 def run_worker(settings: Settings, *, predictor: Any | None = None, verbose: bool = False) -> int:

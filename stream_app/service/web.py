@@ -4,8 +4,13 @@ The handlers are plain async methods of ``WebApi`` returning a ``Response`` (sta
 content type), so they are tested without a web server; ``install`` binds them to Faust's
 aiohttp server. With ``Settings.api_token`` set, every route except ``/health`` (which
 orchestrators probe without credentials and which reveals nothing) needs
-``Authorization: Bearer <token>``; a missing or wrong token is a 401. Nothing here writes
-to Redis or the broker, and no setting that may hold a secret is ever echoed.
+``Authorization: Bearer <token>``; a missing or wrong token is a 401 (also one that is not
+ASCII). Nothing here writes to Redis or the broker, and no setting that may hold a secret
+is ever echoed.
+
+Under load and outages (issue 9): ``/health`` asks a ``CachedProbe`` (at most one Redis
+PING per second, on its own connection), and the read routes use a store with its own
+small pool that fails fast, so a Redis outage is a 503 at once, not a 30 s wait.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pydantic import BaseModel
 from stream_app.core.entities import is_valid_entity
 from stream_app.service.health import HealthState
 from stream_app.service.metrics import CONTENT_TYPE_LATEST, Metrics
+from stream_app.store.base import StoreUnavailable
 
 __all__ = ["ReadStore", "Response", "WebApi", "install"]
 
@@ -83,7 +89,8 @@ class WebApi:
         scheme, _, given = (authorization or "").partition(" ")
         if scheme.lower() != "bearer":
             return False
-        return hmac.compare_digest(given.strip().encode(), self._token)
+        # aiohttp hands non-ASCII header bytes over as surrogate escapes: compare the bytes.
+        return hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), self._token)
 
     async def health(self) -> Response:
         redis_ok = True
@@ -120,7 +127,10 @@ class WebApi:
                 400,
                 {"error": "invalid entity", "expected": "market, ticker:<SYMBOL> or topic:<slug>"},
             )
-        view = await self._store().entity_view(entity)
+        try:
+            view = await self._store().entity_view(entity)
+        except _STORE_DOWN:
+            return _store_unavailable()
         if view is None:
             return _json(404, {"error": "unknown entity", "entity": entity})
         return _json(200, _plain(view))
@@ -128,8 +138,19 @@ class WebApi:
     async def alerts(self, authorization: str | None) -> Response:
         if not self.authorized(authorization):
             return _unauthorized()
-        firing: Sequence[Any] = await self._store().firing_alerts()
+        try:
+            firing: Sequence[Any] = await self._store().firing_alerts()
+        except _STORE_DOWN:
+            return _store_unavailable()
         return _json(200, {"firing": _plain(list(firing))})
+
+
+# Redis down, its pool exhausted, or a socket timeout: a 503 the caller may retry.
+_STORE_DOWN = (StoreUnavailable, OSError, TimeoutError)
+
+
+def _store_unavailable() -> Response:
+    return _json(503, {"error": "store unavailable, retry later"})
 
 
 def _unauthorized() -> Response:

@@ -55,12 +55,33 @@ def redis_client_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
-def redis_client(settings: Settings) -> aioredis.Redis | RedisCluster:
-    """A client for ``Settings``; connections are opened lazily, on the first command."""
+def redis_client(
+    settings: Settings,
+    *,
+    max_connections: int | None = None,
+    pool_timeout: float = 1.0,
+    socket_timeout: float = SOCKET_TIMEOUT,
+) -> aioredis.Redis | RedisCluster:
+    """A client for ``Settings``; connections are opened lazily, on the first command.
+
+    Each call makes its own connection pool, so one user of Redis cannot starve another
+    (the worker gives the aggregator, the web API and the health probe one each).
+    ``max_connections`` bounds the pool: a command then waits up to ``pool_timeout`` for a
+    free connection and fails with ``ConnectionError`` (per node on a cluster, at once).
+    """
     url = settings.redis_url.get_secret_value()
     kwargs = redis_client_kwargs(settings)
+    kwargs["socket_timeout"] = socket_timeout
+    kwargs["socket_connect_timeout"] = min(CONNECT_TIMEOUT, socket_timeout)
     if settings.redis_cluster:
         if url.startswith("unix://"):
             raise RedisConfigError("FINPULSE_REDIS_CLUSTER needs a redis:// or rediss:// URL")
+        if max_connections is not None:
+            kwargs["max_connections"] = max_connections
         return RedisCluster.from_url(url, **kwargs)
-    return aioredis.Redis.from_url(url, **kwargs)
+    if max_connections is None:
+        return aioredis.Redis.from_url(url, **kwargs)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=pool_timeout, **kwargs
+    )
+    return aioredis.Redis(connection_pool=pool)

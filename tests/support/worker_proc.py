@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -61,6 +62,7 @@ class WorkerProcess:
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    nofile: int | None = None  # RLIMIT_NOFILE of the process (a production-like 1024)
 
     @property
     def settings(self) -> Settings:
@@ -85,6 +87,12 @@ class WorkerProcess:
         # Fault injection lives in the tests, behind their own entry point.
         faulty = any(k.startswith("FINPULSE_FAULT_") for k in self.env)
         entry = ["tests.support.fault_worker"] if faulty else ["finpulse", "worker"]
+        nofile = self.nofile
+
+        def limits() -> None:
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", *entry],
@@ -92,6 +100,7 @@ class WorkerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=limits if nofile is not None else None,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

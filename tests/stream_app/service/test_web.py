@@ -12,6 +12,7 @@ from stream_app.schemas import EntityEvent
 from stream_app.service.health import HealthState
 from stream_app.service.metrics import Metrics
 from stream_app.service.web import WebApi
+from stream_app.store.base import StoreUnavailable
 from stream_app.store.memory import MemoryWindowStore
 
 T0 = 1_790_000_000_000
@@ -106,7 +107,11 @@ async def test_alerts_lists_the_firing_alert() -> None:
     assert firing[0]["state"] == "firing"
 
 
-@pytest.mark.parametrize("header", [None, "", "Bearer wrong", f"Basic {TOKEN}", TOKEN])
+# The last two: non-ASCII bytes as aiohttp hands them over (surrogate escapes), and text.
+NON_ASCII = [b"Bearer \xc3\xa9\xff".decode("utf-8", "surrogateescape"), "Bearer t\u00f6ken"]
+
+
+@pytest.mark.parametrize("header", [None, "", "Bearer wrong", f"Basic {TOKEN}", TOKEN, *NON_ASCII])
 async def test_token_required_when_configured(header: str | None) -> None:
     store, _ = await _filled_store()
     api = _api(store, token=TOKEN)
@@ -151,3 +156,25 @@ async def test_health_degraded_when_redis_unreachable_or_agent_failing() -> None
     assert json.loads(resp.body)["failing_agents"] == {"aggregate": "TimeoutError"}
     api._health.batch_ok("aggregate")
     assert (await api.health()).status == 200
+
+
+class DownStore:
+    """A store whose Redis is unreachable, as ``RedisWindowStore`` reports it."""
+
+    async def entity_view(self, entity: str) -> None:
+        raise StoreUnavailable("Redis unreachable for 0s during entity_view")
+
+    async def firing_alerts(self) -> None:
+        raise ConnectionError("Connection refused")
+
+
+async def test_store_outage_is_a_503_not_an_error() -> None:
+    api = WebApi(
+        store=lambda: DownStore(),
+        metrics=Metrics(),
+        health=HealthState(app_id="a", model_version="m"),
+        api_token=None,
+    )
+    for resp in (await api.entity("market", None), await api.alerts(None)):
+        assert resp.status == 503
+        assert json.loads(resp.body) == {"error": "store unavailable, retry later"}

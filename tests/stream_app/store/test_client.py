@@ -185,3 +185,29 @@ async def test_store_over_tls_with_auth(
             await unverified.entity_view("market")
     finally:
         await unverified.close()
+
+
+@pytest.mark.integration
+async def test_pools_are_separate_and_a_bounded_one_fails_fast(redis_server: Service) -> None:
+    """The worker gives the aggregator, the API and the health probe a pool each: a
+    saturated API pool answers 'no connection' within its wait, and another client is
+    not affected (before, all three shared one pool of 100 and /health said Redis was
+    down under load)."""
+    import asyncio
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    s = _settings(redis_server.url)
+    api = redis_client(s, max_connections=2, pool_timeout=0.2)
+    other = redis_client(s)
+    try:
+        holders = [asyncio.ensure_future(api.blpop([f"none-{i}"], timeout=1)) for i in range(2)]
+        await asyncio.sleep(0.1)  # both of the API pool's connections are now busy
+        with pytest.raises(RedisConnectionError, match="No connection available"):
+            await api.ping()
+        assert await other.ping()  # a pool of its own is not starved
+        assert await asyncio.gather(*holders) == [None, None]
+        assert await api.ping()  # free again
+    finally:
+        await api.aclose()
+        await other.aclose()
