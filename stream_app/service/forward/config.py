@@ -2,7 +2,7 @@
 
 A routes file (``FINPULSE_FORWARD_CONFIG`` or ``--config``)::
 
-    dashboard_url: "https://desk.example.com/?entity={entity}"   # optional
+    dashboard_url: "http://desk:6066/?entity={entity}&alert_id={alert_id}"   # optional
     retry: {max_attempts: 6, backoff_seconds: 2, backoff_max_seconds: 120, timeout_seconds: 10}
     sinks:
       desk-hook:   {type: webhook, url_env: DESK_HOOK_URL, secret_env: DESK_HOOK_SECRET}
