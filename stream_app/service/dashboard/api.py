@@ -10,7 +10,8 @@ Redis: it reads a ``DashboardSource`` and turns counts into what a desk reads.
 * **Volume against baseline**: the window's item count ``n`` over the baseline's rate for
   a window. While a young entity's baseline is still filling, the rate is taken over the
   part of the baseline since its first event (``EntityState.first_event_ms``), so a new
-  name does not show a huge ratio because its baseline is mostly empty.
+  name does not show a huge ratio because its baseline is mostly empty; and with less
+  than one item expected per window there is no ratio (one story against 0.1 is noise).
 * **Limits**: every list is capped (``Limits``); a limit outside its range, a malformed
   number or an entity name that ``is_valid_entity`` refuses is a ``DashboardError`` (400),
   never a clamp, so a client learns its mistake.
@@ -50,6 +51,7 @@ __all__ = ["DashboardApi", "DashboardError", "Limits", "parse_limit"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+MIN_EXPECTED_ITEMS: Final = 1.0  # volume ratios need at least this many expected items
 ENTITY_FORMS: Final = "market, ticker:<SYMBOL> or topic:<slug>"
 SEVERITY_RANK: Final = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 
@@ -137,9 +139,11 @@ class DashboardApi:
         if state.first_event_ms is not None:
             last_baseline = g.bucket(state.clock_ms) - g.window_buckets
             span = min(span, last_baseline - g.bucket(state.first_event_ms) + 1)
-        if span <= 0 or state.baseline.total == 0:
+        if span <= 0:
             return None
-        return state.window.total / (state.baseline.total * g.window_buckets / span)
+        expected = state.baseline.total * g.window_buckets / span
+        # below one expected item a ratio is noise (1 story against 0.1 reads "10x")
+        return state.window.total / expected if expected >= MIN_EXPECTED_ITEMS else None
 
     def row(self, state: EntityState) -> EntityRow:
         """The table row of one entity (``rank`` is set by ``overview``)."""

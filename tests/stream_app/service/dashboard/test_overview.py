@@ -91,6 +91,7 @@ async def test_volume_ratio_uses_the_filled_part_of_a_young_baseline(
     first = (clock_bucket - wb - 44) * MIN
     source.put_state(_state("ticker:NEW", 3, 60, 9, 90, first_event_ms=first))
     source.put_state(_state("ticker:NONE", 3, 60, 0, 0))
+    source.put_state(_state("ticker:THIN", 1, 1, 0, 14))  # 14 * 15 / 225 < 1 expected
     desk = await desk_factory(source)
 
     _, body = await desk.get("/api/overview")
@@ -99,6 +100,7 @@ async def test_volume_ratio_uses_the_filled_part_of_a_young_baseline(
     assert math.isclose(rows["ticker:OLD"]["volume_ratio"], 60 / (450 * wb / full_span))
     assert math.isclose(rows["ticker:NEW"]["volume_ratio"], 60 / (90 * wb / 45))
     assert rows["ticker:NONE"]["volume_ratio"] is None
+    assert rows["ticker:THIN"]["volume_ratio"] is None
 
 
 async def test_limit_bounds_the_rows_and_flags_truncation(desk_factory: DeskFactory) -> None:
