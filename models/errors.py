@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["FinpulseError", "ModelDirError"]
+__all__ = ["DeviceError", "FinpulseError", "ModelDirError"]
 
 
 class FinpulseError(Exception):
@@ -11,3 +11,7 @@ class FinpulseError(Exception):
 
 class ModelDirError(FinpulseError):
     """A model directory is missing files, inconsistent, or not safe to load."""
+
+
+class DeviceError(FinpulseError, ValueError):
+    """A device that this machine does not have or that finpulse cannot run on."""

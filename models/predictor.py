@@ -34,13 +34,20 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, cast
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from models.errors import FinpulseError
+from models.runtime import (
+    autocast,
+    cpu_has_native_bf16,
+    length_sorted_chunks,
+    normalize_text,
+    pad_batch,
+    resolve_device,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -49,23 +56,21 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_CHARS",
+    "BatchStats",
     "Prediction",
     "Predictor",
     "PredictorError",
-    "cpu_has_native_bf16",
     "load_predictor",
-    "resolve_device",
 ]
 
 DEFAULT_MAX_CHARS: Final[int] = 10_000
 
-Quantize = bool | Literal["auto"]
 Precision = Literal["auto", "fp32", "bf16"]
-RunPrecision = Literal["fp32", "bf16", "int8"]
+RunPrecision = Literal["fp32", "bf16"]
 
 
 class PredictorError(FinpulseError, ValueError):
-    """Predictor settings that cannot work (e.g. CUDA requested on a machine without it)."""
+    """Predictor settings that cannot work (e.g. a batch size of 0)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,26 +93,18 @@ class Prediction:
         }
 
 
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when a GPU is usable, else 'cpu'; explicit CUDA must exist."""
-    import torch
+@dataclass(frozen=True, slots=True)
+class BatchStats:
+    """What the tokenizer saw in one ``predict`` call, per text, for monitoring.
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise PredictorError(f"device {device!r} requested but CUDA is not available here")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise PredictorError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
-    return device
+    ``tokens``: ids fed to the model ([CLS] and [SEP] included); ``truncated``: the text
+    was longer than ``max_length`` tokens (or ``max_chars`` characters); ``unknown``:
+    how many of its tokens were the tokenizer's unknown token.
+    """
 
-
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs where bf16 matmuls are faster than fp32 (AMX or AVX512-BF16)."""
-    import torch
-
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+    tokens: tuple[int, ...]
+    truncated: tuple[bool, ...]
+    unknown: tuple[int, ...]
 
 
 def _check_texts(texts: Sequence[str]) -> None:
@@ -136,6 +133,8 @@ class Predictor:
         batch_size: int = 64,
         max_length: int = 128,
         max_chars: int = DEFAULT_MAX_CHARS,
+        temperatures: Mapping[str, float] | None = None,
+        text_normalization: str = "none",
     ) -> None:
         if batch_size < 1:
             raise PredictorError(f"batch_size must be >= 1, got {batch_size}")
@@ -145,6 +144,7 @@ class Predictor:
             )
         if max_chars < 1:
             raise PredictorError(f"max_chars must be >= 1, got {max_chars}")
+        normalize_text("", text_normalization)  # an unknown scheme fails here, not per call
         self.model = model
         self.tokenizer = tokenizer
         self.model_version = model_version
@@ -152,48 +152,55 @@ class Predictor:
         self.topic_labels = tuple(topic_labels)
         self.device = device
         self.precision: RunPrecision = precision
-        self.quantized = precision == "int8"
         self.batch_size = batch_size
         self.max_length = max_length
         self.max_chars = max_chars
+        temps = dict(temperatures or {})
+        self.temperatures = {h: float(temps.get(h, 1.0)) for h in ("sentiment", "topic")}
+        self.text_normalization = text_normalization
         pad_id = tokenizer.pad_token_id
         self._pad_id = int(pad_id) if pad_id is not None else 0
+        unk_id = tokenizer.unk_token_id
+        self._unk_id = int(unk_id) if unk_id is not None else -1
         self._lock = threading.Lock()
+        # Called (inside the lock, in the caller's thread) with each call's predictions and
+        # token statistics; the worker's model monitor hangs here. Must be cheap.
+        self.observer: Callable[[Sequence[Prediction], BatchStats], None] | None = None
 
-    def _prepare(self, text: str) -> str:
-        text = text[: self.max_chars]
-        return "" if not text.strip() else text
-
-    def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+    def _tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], BatchStats]:
+        cut = [t[: self.max_chars] for t in texts]
+        prepared = [
+            "" if not t.strip() else normalize_text(t, self.text_normalization) for t in cut
+        ]
         enc = self.tokenizer(
-            [self._prepare(t) for t in texts],
+            prepared,
             truncation=True,
             max_length=self.max_length,
             padding=False,
             return_attention_mask=False,
             return_token_type_ids=False,
         )
-        return [list(ids) for ids in enc["input_ids"]]
+        ids = [list(x) for x in enc["input_ids"]]
+        encodings = getattr(enc, "encodings", None) or [None] * len(ids)
+        stats = BatchStats(
+            tokens=tuple(len(x) for x in ids),
+            truncated=tuple(
+                len(t) > self.max_chars or bool(e is not None and e.overflowing)
+                for t, e in zip(texts, encodings, strict=True)
+            ),
+            unknown=tuple(x.count(self._unk_id) for x in ids),
+        )
+        return ids, stats
 
     def _forward(self, batch_ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
 
-        width = max(len(ids) for ids in batch_ids)
-        input_ids = torch.full((len(batch_ids), width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch_ids), width), dtype=torch.long)
-        for row, ids in enumerate(batch_ids):
-            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            mask[row, : len(ids)] = 1
-        input_ids = input_ids.to(self.device, non_blocking=True)
-        mask = mask.to(self.device, non_blocking=True)
-        if self.precision == "bf16":
-            device_type = "cuda" if self.device.startswith("cuda") else "cpu"
-            with torch.autocast(device_type, dtype=torch.bfloat16):
-                out = self.model(input_ids, mask)
-        else:
+        input_ids, mask = pad_batch(batch_ids, self._pad_id, self.device)
+        with autocast(self.device, self.precision == "bf16"):
             out = self.model(input_ids, mask)
-        sent = torch.softmax(out.sentiment_logits.float(), dim=-1).cpu()
-        topic = torch.softmax(out.topic_logits.float(), dim=-1).cpu()
+        t_sent, t_topic = self.temperatures["sentiment"], self.temperatures["topic"]
+        sent = torch.softmax(out.sentiment_logits.float() / t_sent, dim=-1).cpu()
+        topic = torch.softmax(out.topic_logits.float() / t_topic, dim=-1).cpu()
         return sent, topic
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
@@ -204,11 +211,9 @@ class Predictor:
         if len(texts) == 0:
             return []
         with self._lock, torch.inference_mode():
-            ids = self._tokenize(texts)
-            order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+            ids, stats = self._tokenize(texts)
             results: list[Prediction | None] = [None] * len(ids)
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start : start + self.batch_size]
+            for chunk in length_sorted_chunks(ids, self.batch_size):
                 sent, topic = self._forward([ids[i] for i in chunk])
                 topic_prob, topic_idx = topic.max(dim=-1)
                 for row, i in enumerate(chunk):
@@ -222,52 +227,48 @@ class Predictor:
                         topic_prob=float(topic_prob[row]),
                         model_version=self.model_version,
                     )
-        return [r for r in results if r is not None]
+            out = [r for r in results if r is not None]
+            if self.observer is not None:
+                self.observer(out, stats)
+        return out
 
 
-def _quantize_int8(model: nn.Module) -> nn.Module:
-    import torch
-    from torch import nn
-
-    quantize_dynamic = getattr(torch.ao.quantization, "quantize_dynamic", None)
-    if quantize_dynamic is None:
-        raise PredictorError(
-            f"torch {torch.__version__} has no torch.ao.quantization.quantize_dynamic; "
-            "use quantize=False"
-        )
-    with warnings.catch_warnings():
-        # Deprecated in favour of torchao, still present and working in the torch we pin.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        return cast("nn.Module", quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8))
+_QUANTIZE_REMOVED = (
+    "int8 quantisation was removed in finpulse 0.2 (torch.ao dynamic quantisation is "
+    "deprecated and lost 1-2 points of accuracy; bf16 is faster where the CPU has it, see "
+    "BENCHMARKS.md); use precision 'auto', 'bf16' or 'fp32'"
+)
 
 
 def load_predictor(
     model_dir: str | os.PathLike[str],
     *,
     device: str = "auto",
-    quantize: Quantize = "auto",
+    quantize: bool | Literal["auto"] = "auto",
     batch_size: int = 64,
-    max_length: int = 128,
+    max_length: int | None = None,
     max_chars: int = DEFAULT_MAX_CHARS,
     num_threads: int | None = None,
     precision: Precision = "auto",
 ) -> Predictor:
     """Load a model dir (verified by ``load_model``) as a ready ``Predictor``.
 
-    ``quantize``: ``True`` runs int8 dynamic quantisation of the Linear layers (CPU only);
-    ``"auto"`` and ``False`` do not (see the module docstring for the measurements).
-    ``precision`` (when not quantising): ``"auto"`` is bf16 autocast on CUDA and on CPUs
-    with native bf16, else fp32; ``"fp32"`` forces exact fp32 (reference runs, tests).
+    ``precision``: ``"auto"`` is bf16 autocast on CUDA and on CPUs with native bf16, else
+    fp32; ``"fp32"`` forces exact fp32 (reference runs, tests). ``quantize`` is kept only to
+    refuse ``True`` with a clear message (int8 was removed; see ``_QUANTIZE_REMOVED``).
+    ``max_length`` defaults to the one the model was trained with (its manifest).
     ``num_threads`` sets torch's process-wide intra-op thread count; ``None`` leaves it as
     torch/OMP_NUM_THREADS chose, so an app that sizes its threads itself is not overridden.
+    The manifest's temperatures and text normalisation are always applied.
     """
     import torch
 
     from models.checkpoint import load_model
 
-    if quantize not in ("auto", True, False):
-        raise PredictorError(f"quantize must be 'auto', True or False, got {quantize!r}")
+    if quantize is True:
+        raise PredictorError(_QUANTIZE_REMOVED)
+    if quantize not in ("auto", False):
+        raise PredictorError(f"quantize must be 'auto' or False, got {quantize!r}")
     if precision not in ("auto", "fp32", "bf16"):
         raise PredictorError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
     if num_threads is not None:
@@ -275,23 +276,15 @@ def load_predictor(
             raise PredictorError(f"num_threads must be >= 1, got {num_threads}")
         torch.set_num_threads(num_threads)
     resolved = resolve_device(device)
-    on_cuda = resolved.startswith("cuda")
-    if quantize is True and on_cuda:
-        raise PredictorError("int8 quantisation is a CPU path; use quantize=False on CUDA")
-    if quantize is True and precision == "bf16":
-        raise PredictorError("quantize=True (int8) and precision='bf16' exclude each other")
     run_precision: RunPrecision
-    if quantize is True:
-        run_precision = "int8"
-    elif precision == "auto":
-        run_precision = "bf16" if on_cuda or cpu_has_native_bf16() else "fp32"
+    if precision == "auto":
+        run_precision = "bf16" if resolved.startswith("cuda") or cpu_has_native_bf16() else "fp32"
     else:
         run_precision = precision
-    loaded = load_model(Path(model_dir), device="cpu")
-    model: nn.Module = loaded.model.eval()
-    model = _quantize_int8(model) if run_precision == "int8" else model.to(resolved)
+    loaded = load_model(Path(model_dir), device=resolved)
+    meta = loaded.manifest.metadata
     return Predictor(
-        model,
+        loaded.model.eval(),
         loaded.tokenizer,
         model_version=loaded.manifest.model_version,
         sentiment_labels=loaded.manifest.sentiment_labels,
@@ -299,6 +292,8 @@ def load_predictor(
         device=resolved,
         precision=run_precision,
         batch_size=batch_size,
-        max_length=max_length,
+        max_length=max_length if max_length is not None else int(meta.get("max_length", 128)),
         max_chars=max_chars,
+        temperatures=loaded.manifest.temperatures,
+        text_normalization=str(meta.get("text_normalization", "none")),
     )

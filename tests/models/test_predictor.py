@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,15 +15,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.checkpoint import read_manifest
+from models.checkpoint import load_model, read_manifest
+from models.errors import DeviceError
 from models.labels import SENTIMENT_LABELS, TOPIC_LABELS
-from models.predictor import (
-    Prediction,
-    Predictor,
-    PredictorError,
-    cpu_has_native_bf16,
-    load_predictor,
-)
+from models.predictor import BatchStats, Prediction, Predictor, PredictorError, load_predictor
+from models.runtime import cpu_has_native_bf16
+from models.testing import make_tiny_model_dir
 
 TEXTS = [
     "Apple beats earnings expectations, shares jump 5% after hours on strong iPhone sales",
@@ -146,27 +145,42 @@ def test_batch_that_is_not_a_sequence_of_texts_is_a_type_error(fp32: Predictor, 
         fp32.predict(bad)
 
 
-def test_concurrent_calls_are_serialised_not_mixed(fp32: Predictor) -> None:
-    expected = fp32.predict(TEXTS)
+def test_concurrent_calls_never_overlap_inside_the_forward_pass(tiny_model_dir: Path) -> None:
+    p = load_predictor(tiny_model_dir, device="cpu", precision="fp32", batch_size=2)
+    expected = p.predict(TEXTS)
+    real_forward = p.model.forward
+    in_flight = 0
+    most = 0
+    guard = threading.Lock()
+
+    def counting_forward(*args: Any, **kwargs: Any) -> Any:
+        nonlocal in_flight, most
+        with guard:
+            in_flight += 1
+            most = max(most, in_flight)
+        try:
+            time.sleep(0.005)  # widen the window an unlocked predictor would overlap in
+            return real_forward(*args, **kwargs)
+        finally:
+            with guard:
+                in_flight -= 1
+
+    p.model.forward = counting_forward  # type: ignore[method-assign]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda _: fp32.predict(TEXTS), range(8)))
+        results = list(pool.map(lambda _: p.predict(TEXTS), range(8)))
+    assert most == 1
     for result in results:
         _assert_same(result, expected, tol=1e-6)
 
 
-def test_int8_path_quantizes_and_still_gives_valid_predictions(tiny_model_dir: Path) -> None:
-    p = load_predictor(tiny_model_dir, device="cpu", quantize=True)
-    assert p.quantized
-    assert p.precision == "int8"
-    assert any("quantized" in type(m).__module__ for m in p.model.modules())
-    for pred in p.predict(TEXTS):
-        assert math.isclose(sum(pred.sentiment_probs.values()), 1.0, abs_tol=1e-5)
+def test_quantize_on_is_refused_with_the_way_forward(tiny_model_dir: Path) -> None:
+    with pytest.raises(PredictorError, match=r"int8 quantisation was removed.*precision"):
+        load_predictor(tiny_model_dir, device="cpu", quantize=True)
 
 
 def test_auto_settings_on_cpu(tiny_model_dir: Path) -> None:
     p = load_predictor(tiny_model_dir, device="cpu")
     assert p.device == "cpu"
-    assert not p.quantized
     assert p.precision == ("bf16" if cpu_has_native_bf16() else "fp32")
     assert len(p.predict(TEXTS)) == len(TEXTS)
 
@@ -180,17 +194,21 @@ def test_bf16_stays_close_to_fp32(tiny_model_dir: Path, fp32: Predictor) -> None
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU refusal")
 def test_cuda_requested_without_gpu_is_refused(tiny_model_dir: Path) -> None:
-    with pytest.raises(PredictorError, match="CUDA is not available"):
+    with pytest.raises(DeviceError, match="CUDA is not available"):
         load_predictor(tiny_model_dir, device="cuda")
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:x", "CPU", ""])
+def test_unknown_device_is_refused(tiny_model_dir: Path, device: str) -> None:
+    with pytest.raises(DeviceError, match="device must be"):
+        load_predictor(tiny_model_dir, device=device)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"device": "tpu"}, "device must be"),
         ({"quantize": "yes"}, "quantize must be"),
         ({"precision": "fp16"}, "precision must be"),
-        ({"quantize": True, "precision": "bf16"}, "exclude each other"),
         ({"batch_size": 0}, "batch_size"),
         ({"max_length": 1}, "max_length"),
         ({"max_chars": 0}, "max_chars"),
@@ -202,3 +220,45 @@ def test_bad_settings_are_refused(
 ) -> None:
     with pytest.raises(PredictorError, match=message):
         load_predictor(tiny_model_dir, **kwargs)
+
+
+def test_temperatures_from_the_manifest_divide_the_logits(tmp_path: Path) -> None:
+    hot = make_tiny_model_dir(tmp_path / "hot", temperatures={"sentiment": 2.5, "topic": 0.5})
+    p = load_predictor(hot, device="cpu", precision="fp32")
+    raw = load_model(hot)
+    batch = raw.tokenizer(TEXTS[:2], truncation=True, max_length=128)
+    for i, pred in enumerate(p.predict(TEXTS[:2])):
+        ids = torch.tensor([batch["input_ids"][i]])
+        with torch.inference_mode():
+            out = raw.model(ids, torch.ones_like(ids))
+        sent = torch.softmax(out.sentiment_logits[0] / 2.5, -1).tolist()
+        topic = torch.softmax(out.topic_logits[0] / 0.5, -1).max().item()
+        assert [pred.sentiment_probs[label] for label in SENTIMENT_LABELS] == pytest.approx(
+            sent, abs=1e-5
+        )
+        assert pred.topic_prob == pytest.approx(topic, abs=1e-5)
+
+
+def test_urls_normalisation_is_applied_when_the_model_was_trained_with_it(tmp_path: Path) -> None:
+    urls = make_tiny_model_dir(tmp_path / "urls", metadata={"text_normalization": "urls"})
+    p = load_predictor(urls, device="cpu", precision="fp32")
+    assert p.text_normalization == "urls"
+    a, b = p.predict(["Oil falls https://t.co/AbCdEf123", "Oil falls http"])
+    _assert_same([a], [b], tol=1e-6)
+
+
+def test_observer_sees_token_counts_truncation_and_unknown_tokens(tiny_model_dir: Path) -> None:
+    p = load_predictor(tiny_model_dir, device="cpu", precision="fp32", max_length=16)
+    seen: list[tuple[int, BatchStats]] = []
+    p.observer = lambda preds, stats: seen.append((len(preds), stats))
+    texts = ["Fed holds", " ".join(["stocks"] * 40), "\u2603\u2603 snowman", ""]
+    p.predict(texts)
+    ((count, stats),) = seen
+    assert count == 4
+    expected = [len(p.tokenizer(t, truncation=True, max_length=16)["input_ids"]) for t in texts]
+    assert list(stats.tokens) == expected
+    assert expected[1] == 16
+    assert stats.truncated == (False, True, False, False)
+    unk = p.tokenizer.unk_token_id
+    assert stats.unknown[2] == p.tokenizer(texts[2])["input_ids"].count(unk) > 0
+    assert stats.unknown[0] == stats.unknown[1] == 0
