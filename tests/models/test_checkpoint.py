@@ -116,12 +116,92 @@ def test_refuses_missing_file(model_copy: Path, name: str) -> None:
         load_model(model_copy)
 
 
-def test_refuses_checksum_mismatch(model_copy: Path) -> None:
-    weights = model_copy / WEIGHTS_FILE
-    data = bytearray(weights.read_bytes())
-    data[-1] ^= 0xFF
-    weights.write_bytes(bytes(data))
-    with pytest.raises(ModelDirError, match=f"checksum mismatch for .*{WEIGHTS_FILE}"):
+# Every file a saved model dir holds (tokenizer files as the packaged MiniLM's tokenizer
+# saves them); the tamper test below runs once per file.
+LISTED = [
+    "config.json",
+    "model.safetensors",
+    "reference.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+]
+
+
+def test_every_file_is_listed(model_copy: Path) -> None:
+    on_disk = {p.name for p in model_copy.iterdir()} - {MANIFEST_FILE}
+    assert set(read_manifest(model_copy).files) == on_disk == set(LISTED)
+
+
+@pytest.mark.parametrize("name", LISTED)
+def test_refuses_a_change_to_any_listed_file(model_copy: Path, name: str) -> None:
+    target = model_copy / name
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit, in the middle
+    target.write_bytes(bytes(data))
+    with pytest.raises(ModelDirError, match=f"checksum mismatch for .*{re.escape(name)}"):
+        load_model(model_copy)
+
+
+@pytest.mark.parametrize(
+    "name", ["special_tokens_map.json", "added_tokens.json", "vocab.txt", "tokenizer.model"]
+)
+def test_refuses_a_loader_file_the_manifest_does_not_list(model_copy: Path, name: str) -> None:
+    (model_copy / name).write_text(json.dumps({"unk_token": "[MASK]", "pad_token": "[UNK]"}))
+    with pytest.raises(ModelDirError, match=f"{re.escape(name)} is not listed in manifest.json"):
+        load_model(model_copy)
+
+
+def test_unlisted_files_the_loader_ignores_are_allowed(model_copy: Path) -> None:
+    (model_copy / "eval").mkdir()
+    (model_copy / "eval" / "report.json").write_text("{}")
+    (model_copy / "NOTES.md").write_text("trained on tuesday")
+    assert load_model(model_copy).model is not None
+
+
+def test_special_tokens_file_would_change_the_tokenizer(model_copy: Path) -> None:
+    """Why the refusal matters: Hugging Face's loader reads this file and obeys it."""
+    from transformers import AutoTokenizer
+
+    (model_copy / "special_tokens_map.json").write_text(json.dumps({"unk_token": "[MASK]"}))
+    assert AutoTokenizer.from_pretrained(model_copy, local_files_only=True).unk_token == "[MASK]"
+    with pytest.raises(ModelDirError, match="not listed"):
+        load_model(model_copy)
+
+
+def test_oversized_config_is_refused_from_the_header_without_allocating(model_copy: Path) -> None:
+    # 30522 x 393216 fp32 embeddings alone would be 48 GB; built first, this test would be
+    # killed or take minutes. The header check refuses it before anything is allocated.
+    _edit_json(
+        model_copy / CONFIG_FILE,
+        lambda c: c["encoder"].update(hidden_size=393_216, intermediate_size=1_572_864),
+    )
+    _rehash(model_copy)
+    with pytest.raises(
+        ModelDirError, match=r"shape \(30522, 32\), config implies \(30522, 393216\)"
+    ):
+        load_model(model_copy)
+
+
+def test_absurd_layer_count_is_refused_before_building(model_copy: Path) -> None:
+    _edit_json(model_copy / CONFIG_FILE, lambda c: c["encoder"].update(num_hidden_layers=10**9))
+    _rehash(model_copy)
+    with pytest.raises(ModelDirError, match="num_hidden_layers 1000000000 cannot match"):
+        load_model(model_copy)
+
+
+def test_format_1_dirs_load_with_temperature_one(model_copy: Path) -> None:
+    def downgrade(m: dict) -> None:
+        m.update(format_version=1)
+        del m["temperatures"]
+
+    _edit_json(model_copy / MANIFEST_FILE, downgrade)
+    assert load_model(model_copy).manifest.temperatures == {}
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, 1e9])
+def test_refuses_a_temperature_out_of_range(model_copy: Path, bad: float) -> None:
+    _edit_json(model_copy / MANIFEST_FILE, lambda m: m.update(temperatures={"sentiment": bad}))
+    with pytest.raises(ModelDirError, match="temperature of 'sentiment'"):
         load_model(model_copy)
 
 

@@ -7,13 +7,15 @@ written by ``save_model``: tests exercise the same files and code paths as produ
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from models.base_model import resolve_base_model
 from models.checkpoint import save_model
+from models.reference import REFERENCE_FILE
 
-__all__ = ["TINY_ENCODER", "make_tiny_model", "make_tiny_model_dir"]
+__all__ = ["TINY_ENCODER", "make_tiny_model", "make_tiny_model_dir", "reference_json"]
 
 TINY_ENCODER: dict[str, Any] = {
     "model_type": "bert",
@@ -46,15 +48,64 @@ def make_tiny_model(seed: int = 0) -> tuple[Any, Any]:
     return model.eval(), tokenizer
 
 
-def make_tiny_model_dir(path: Path, seed: int = 0) -> Path:
-    """Save a tiny random two-head model to ``path`` and return it."""
+REFERENCE_TEXTS: tuple[str, ...] = (
+    "Apple beats earnings expectations, shares jump 5% after hours",
+    "Fed holds rates steady and signals patience",
+    "Oil prices slide as OPEC+ signals higher output",
+    "Goldman cuts price target on $NVDA",
+    "$TSLA deliveries miss estimates; stock falls",
+    "ECB's Lagarde says inflation is still too high",
+    "Bitcoin rallies past $60,000 as ETF flows rise",
+    "Boeing names new chief financial officer",
+)
+
+
+def reference_json(model: Any, tokenizer: Any, texts: Sequence[str] = REFERENCE_TEXTS) -> str:
+    """The reference distribution of ``model``'s own predictions on ``texts`` (as training
+    writes it from validation), so drift is measured against what this model does."""
+    import torch
+
+    from models.reference import ReferenceDistribution, build_head_reference
+
+    batch = tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
+    with torch.inference_mode():
+        out = model(batch["input_ids"], batch["attention_mask"])
+    heads = {}
+    for head, logits, names in (
+        ("sentiment", out.sentiment_logits, model.cfg.sentiment_labels),
+        ("topic", out.topic_logits, model.cfg.topic_labels),
+    ):
+        confidence, predicted = torch.softmax(logits.float(), -1).max(-1)
+        heads[head] = build_head_reference(
+            [names[i] for i in predicted.tolist()], confidence.tolist(), names
+        )
+    return ReferenceDistribution(source="tests", heads=heads).model_dump_json(indent=2)
+
+
+def make_tiny_model_dir(
+    path: Path,
+    seed: int = 0,
+    *,
+    temperatures: dict[str, float] | None = None,
+    metadata: dict[str, Any] | None = None,
+    reference_texts: Sequence[str] = REFERENCE_TEXTS,
+) -> Path:
+    """Save a tiny random two-head model to ``path`` (every file training writes)."""
     model, tokenizer = make_tiny_model(seed)
     save_model(
         path,
         model,
         tokenizer,
-        metadata={"base_model": "tiny-random-bert", "seed": seed, "purpose": "tests"},
+        metadata={
+            "base_model": "tiny-random-bert",
+            "seed": seed,
+            "purpose": "tests",
+            "max_length": 128,
+            **(metadata or {}),
+        },
         metrics=None,
         base_model="tiny-random-bert",
+        temperatures=temperatures or {"sentiment": 1.0, "topic": 1.0},
+        extra_files={REFERENCE_FILE: reference_json(model, tokenizer, reference_texts)},
     )
     return path
