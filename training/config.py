@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from models.errors import FinpulseError
+from models.runtime import TextNormalization
 
 __all__ = ["PROFILES", "ClassWeighting", "ProfileName", "TrainConfig", "profile_config"]
 
@@ -64,6 +65,39 @@ class TrainConfig(BaseModel):
     lora_r: int = Field(default=16, ge=1)
     lora_alpha: int = Field(default=32, ge=1)
     lora_dropout: float = Field(default=0.1, ge=0, lt=1)
+    # Input: how every text is normalised before tokenising (saved; the predictor repeats it).
+    text_normalization: TextNormalization = "none"
+    # Regularisers, each off at its default (see training/regularizers.py).
+    fgm_epsilon: float = Field(default=0.0, ge=0, description="adversarial step on embeddings")
+    pgd_steps: int = Field(default=1, ge=1, description="1 = FGM, K > 1 = PGD with K steps")
+    ema_decay: float = Field(default=0.0, ge=0, lt=1, description="EMA of weights; 0 = off")
+    rdrop_alpha: float = Field(default=0.0, ge=0, description="R-Drop KL weight; 0 = off")
+    layer_lr_decay: float = Field(default=1.0, gt=0, le=1, description="per layer; 1 = off")
+    # Teachers (see training/teachers.py): model dirs whose mean probabilities are the target.
+    teachers: tuple[str, ...] = ()
+    teacher_seeds: tuple[int, ...] = Field(
+        default=(), description="train these teachers first (recipe); ignored with teachers"
+    )
+    teacher_epochs: float | None = Field(default=None, gt=0, description="default: epochs")
+    distill_weight: float = Field(default=0.0, ge=0, le=1, description="KL share of the loss")
+    distill_temperature: float = Field(default=2.0, gt=0)
+    pseudo_label_threshold: float | None = Field(
+        default=None, gt=0, le=1, description="cross-task texts the teacher is this sure of"
+    )
+    pseudo_label_limit: int | None = Field(default=None, ge=1, description="per head")
+    # Offline augmentation (see training/augment.py): one altered copy for this share.
+    augment_ratio: float = Field(default=0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _needs_teachers(self) -> TrainConfig:
+        wants = self.distill_weight > 0 or self.pseudo_label_threshold is not None
+        if wants and not (self.teachers or self.teacher_seeds):
+            raise ValueError("distill_weight and pseudo_label_threshold need teachers")
+        return self
+
+    @property
+    def uses_teachers(self) -> bool:
+        return self.distill_weight > 0 or self.pseudo_label_threshold is not None
 
     def with_overrides(self, **overrides: Any) -> TrainConfig:
         """A copy with the non-``None`` overrides applied and validated."""

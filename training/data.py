@@ -64,10 +64,6 @@ class LabelledTexts:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def head_subset(self, n: int) -> LabelledTexts:
-        """The first ``n`` examples (the vendored files are sorted by label: callers shuffle)."""
-        return LabelledTexts(self.head, self.texts[:n], self.labels[:n], self.source)
-
 
 def head_labels(head: Head) -> tuple[str, ...]:
     """Label names of a head, in the order of its logits."""

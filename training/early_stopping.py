@@ -39,6 +39,7 @@ class BestTracker:
     _point: EvalPoint | None = None
     _state: dict[str, torch.Tensor] | None = None
     _reports: dict[Head, ClassificationReport] | None = None
+    _logits: dict[Head, torch.Tensor] | None = None
     _stale: int = 0
 
     def offer(
@@ -47,8 +48,10 @@ class BestTracker:
         epoch: float,
         reports: dict[Head, ClassificationReport],
         model: torch.nn.Module,
+        logits: dict[Head, torch.Tensor] | None = None,
     ) -> bool:
-        """Record one evaluation; True when training should stop."""
+        """Record one evaluation (``logits``: the validation logits, kept for the best one);
+        True when training should stop."""
         sent, topic = reports["sentiment"], reports["topic"]
         point = EvalPoint(
             step, epoch, sent.macro_f1, topic.macro_f1, (sent.macro_f1 + topic.macro_f1) / 2
@@ -63,7 +66,7 @@ class BestTracker:
             topic.accuracy,
         )
         if self._point is None or point.score > self._point.score:
-            self._point, self._reports, self._stale = point, reports, 0
+            self._point, self._reports, self._logits, self._stale = point, reports, logits, 0
             self._state = {
                 k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
             }
@@ -73,7 +76,13 @@ class BestTracker:
 
     def best(
         self,
-    ) -> tuple[EvalPoint, dict[str, torch.Tensor], dict[Head, ClassificationReport]]:
+    ) -> tuple[
+        EvalPoint,
+        dict[str, torch.Tensor],
+        dict[Head, ClassificationReport],
+        dict[Head, torch.Tensor],
+    ]:
+        """The best point, its weights (CPU copy), reports and validation logits."""
         if self._point is None or self._state is None or self._reports is None:
             raise RuntimeError("no evaluation has been recorded")
-        return self._point, self._state, self._reports
+        return self._point, self._state, self._reports, self._logits or {}

@@ -5,7 +5,13 @@ split also scores the Loughran-McDonald and VADER lexicons; both heads get a
 majority-class baseline (most frequent label of the training split). With ``data`` any
 ``text,label`` CSV is scored for one head. The model runs in float32 (or bf16 autocast on
 CUDA) through the same code as validation during training, so the numbers agree with the
-manifest's; int8 serving quantisation is not what is being measured here.
+manifest's.
+
+Calibration: each head also gets the expected calibration error and reliability bins of
+its probabilities before and after the model's fitted temperature (see
+``training.calibration``; ``report.py`` draws the reliability diagram). On the validation
+splits "after" is in-sample for the temperature (it was fitted there); the training-time
+cross-fit in the manifest (``metrics.calibration.*.ece_crossfit``) is the honest figure.
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+import torch
 from pydantic import BaseModel, ConfigDict
 
 from training.baselines import lm_predict, majority_label, vader_predict
+from training.calibration import ReliabilityBin, expected_calibration_error, reliability_bins
 from training.data import (
     Head,
     LabelledTexts,
@@ -28,9 +36,27 @@ from training.data import (
 )
 from training.metrics import ClassificationReport, classification_report
 
-__all__ = ["DEFAULT_MAX_LENGTH", "EvaluationReport", "HeadEvaluation", "evaluate_model"]
+__all__ = [
+    "DEFAULT_MAX_LENGTH",
+    "CalibrationReport",
+    "EvaluationReport",
+    "HeadEvaluation",
+    "evaluate_model",
+]
 
 DEFAULT_MAX_LENGTH = 128
+
+
+class CalibrationReport(BaseModel):
+    """Top-label calibration of one head before and after its temperature."""
+
+    model_config = ConfigDict(frozen=True)
+
+    temperature: float
+    ece_before: float
+    ece_after: float
+    bins_before: list[ReliabilityBin]
+    bins_after: list[ReliabilityBin]
 
 
 class HeadEvaluation(BaseModel):
@@ -40,6 +66,7 @@ class HeadEvaluation(BaseModel):
     dataset: str
     dataset_sha256: str
     model: ClassificationReport
+    calibration: CalibrationReport
     baselines: dict[str, ClassificationReport]
 
 
@@ -73,6 +100,19 @@ def _baselines(
     return out
 
 
+def _calibration(logits: torch.Tensor, labels: list[int], temperature: float) -> CalibrationReport:
+    target = torch.tensor(labels)
+    before = torch.softmax(logits, dim=-1)
+    after = torch.softmax(logits / temperature, dim=-1)
+    return CalibrationReport(
+        temperature=temperature,
+        ece_before=expected_calibration_error(before, target),
+        ece_after=expected_calibration_error(after, target),
+        bins_before=reliability_bins(before, target),
+        bins_after=reliability_bins(after, target),
+    )
+
+
 def _sha256_of(data: LabelledTexts) -> str:
     path = Path(data.source)
     if path.is_file():
@@ -93,7 +133,8 @@ def evaluate_model(
 ) -> EvaluationReport:
     """Score the model (and baselines) on the validation splits, or on ``data`` for ``head``."""
     from models.checkpoint import load_model
-    from training.inference import encode, pick_device, predict_head
+    from models.runtime import encode, resolve_device
+    from training.inference import predict_logits
 
     if data is not None:
         datasets = [read_labelled_csv(data, head=head, label_map=label_map)]
@@ -102,21 +143,24 @@ def evaluate_model(
             load_split("sentiment", "valid", data_dir),
             load_split("topic", "valid", data_dir),
         ]
-    dev = pick_device(device)
-    loaded = load_model(model_dir, device=str(dev))
+    dev = resolve_device(device)
+    loaded = load_model(model_dir, device=dev)
     tokenizer = loaded.tokenizer
-    max_length = int(loaded.manifest.metadata.get("max_length", DEFAULT_MAX_LENGTH))
+    meta = loaded.manifest.metadata
+    max_length = int(meta.get("max_length", DEFAULT_MAX_LENGTH))
+    normalization = str(meta.get("text_normalization", "none"))
     pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
     heads: list[HeadEvaluation] = []
     for split in datasets:
-        preds = predict_head(
+        logits = predict_logits(
             loaded.model,
-            encode(tokenizer, split.texts, max_length),
-            split.head,
+            encode(tokenizer, split.texts, max_length, normalization),
             pad_id=pad_id,
             batch_size=batch_size,
             device=dev,
-        )
+        )[split.head]
+        preds = logits.argmax(dim=-1).tolist()
+        temperature = loaded.manifest.temperatures.get(split.head, 1.0)
         labels = head_labels(split.head)
         train_labels = list(load_split(split.head, "train", data_dir).labels)
         heads.append(
@@ -125,6 +169,7 @@ def evaluate_model(
                 dataset=split.source,
                 dataset_sha256=_sha256_of(split),
                 model=classification_report(split.labels, preds, labels),
+                calibration=_calibration(logits, list(split.labels), temperature),
                 baselines=(
                     _baselines(split, train_labels, split.head == "sentiment") if baselines else {}
                 ),

@@ -1,95 +1,61 @@
-"""Tokenising, padding and batched arg-max prediction shared by validation and evaluation.
+"""Batched logits of both heads for already-encoded texts: validation, evaluation, teachers.
 
-Validation during training and ``finpulse evaluate`` go through this one function on the
-float model, so the numbers in the manifest and in the evaluation report are comparable.
-Texts are sorted by length before batching (results are put back in input order), which
-roughly halves padding on tweets.
+Validation during training, ``finpulse evaluate`` and teacher targets all go through
+``predict_logits`` on the float model, so the numbers in the manifest and in the
+evaluation report come from the same code. Device, autocast and padding come from
+``models.runtime``, which the serving predictor uses too. Texts are batched by length
+(results are put back in input order), which roughly halves padding on tweets.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
-from models.predictor import cpu_has_native_bf16
+from models.runtime import autocast, length_sorted_chunks, pad_batch
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
-
     from models.architecture import MultiTaskModel
     from training.data import Head
 
-__all__ = ["autocast_for", "encode", "pad_batch", "pick_device", "predict_head"]
+__all__ = ["HeadLogits", "predict_logits"]
 
-
-def pick_device(requested: str) -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
-
-
-def autocast_for(device: torch.device, enabled: bool) -> AbstractContextManager[Any]:
-    """bf16 autocast on CUDA and on CPUs with native bf16 (AMX/AVX512-BF16); else a no-op.
-
-    bf16 needs no loss scaling (unlike fp16). On an AMX CPU it measured ~1.3x fp32 for
-    MiniLM training steps; on CPUs without native bf16 it would be slower, so it is off.
-    """
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    if enabled and device.type == "cpu" and cpu_has_native_bf16():
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return nullcontext()
-
-
-def encode(
-    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int
-) -> list[list[int]]:
-    """Token ids without padding (padding happens per batch)."""
-    out = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)
-    return [list(ids) for ids in out["input_ids"]]
-
-
-def pad_batch(
-    sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask) padded to the longest sequence of this batch."""
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = 1
-    return ids.to(device), mask.to(device)
+HeadLogits = dict["Head", torch.Tensor]
 
 
 @torch.inference_mode()
-def predict_head(
+def predict_logits(
     model: MultiTaskModel,
     encoded: Sequence[Sequence[int]],
-    head: Head,
     *,
     pad_id: int,
     batch_size: int,
-    device: torch.device,
+    device: str,
     amp: bool = True,
-) -> list[int]:
-    """Arg-max label index of ``head`` for each encoded text, in input order."""
+    progress: bool = False,
+    desc: str = "predict",
+) -> HeadLogits:
+    """float32 logits of both heads on the CPU, one row per encoded text, in input order."""
+    from tqdm.auto import tqdm
+
     was_training = model.training
     model.eval()
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-    preds = [0] * len(encoded)
+    n = len(encoded)
+    sentiment = torch.empty((n, model.cfg.num_sentiment_labels), dtype=torch.float32)
+    topic = torch.empty((n, model.cfg.num_topic_labels), dtype=torch.float32)
+    bar = tqdm(total=n, desc=desc, unit="text", disable=not progress, leave=False)
     try:
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        for idx in length_sorted_chunks(encoded, batch_size):
             ids, mask = pad_batch([encoded[i] for i in idx], pad_id, device)
-            with autocast_for(device, amp):
+            with autocast(device, amp):
                 out = model(ids, mask)
-            logits = out.sentiment_logits if head == "sentiment" else out.topic_logits
-            for i, p in zip(idx, logits.argmax(dim=-1).tolist(), strict=True):
-                preds[i] = int(p)
+            rows = torch.tensor(idx, dtype=torch.long)
+            sentiment[rows] = out.sentiment_logits.float().cpu()
+            topic[rows] = out.topic_logits.float().cpu()
+            bar.update(len(idx))
     finally:
+        bar.close()
         model.train(was_training)
-    return preds
+    return {"sentiment": sentiment, "topic": topic}

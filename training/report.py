@@ -1,4 +1,5 @@
-"""Rendering an ``EvaluationReport``: a plain-text summary and confusion-matrix PNGs.
+"""Rendering an ``EvaluationReport``: a plain-text summary, confusion-matrix and
+reliability-diagram PNGs.
 
 ``format_report`` is pure (the CLI prints it and ``write_report`` saves the same text);
 the PNGs use matplotlib's Agg backend so they render without a display.
@@ -11,7 +12,7 @@ from pathlib import Path
 from training.evaluate import EvaluationReport, HeadEvaluation
 from training.metrics import ClassificationReport
 
-__all__ = ["format_report", "plot_confusion", "write_report"]
+__all__ = ["format_report", "plot_confusion", "plot_reliability", "write_report"]
 
 
 def _summary_row(name: str, rep: ClassificationReport, width: int) -> str:
@@ -33,6 +34,12 @@ def _format_head(h: HeadEvaluation) -> list[str]:
         lines.append(
             f"  {label:<{width}} {m.precision:>9.4f} {m.recall:>7.4f} {m.f1:>7.4f} {m.support:>7}"
         )
+    cal = h.calibration
+    lines.append("")
+    lines.append(
+        f"  calibration: ECE {cal.ece_before:.4f} raw, {cal.ece_after:.4f} at temperature "
+        f"{cal.temperature:.3f} (15 bins, top label)"
+    )
     lines.append("")
     lines.append("  confusion matrix (rows = true, columns = predicted, in class order above)")
     cell = max(4, len(str(max(max(row) for row in h.model.confusion))) + 1)
@@ -76,8 +83,54 @@ def plot_confusion(rep: ClassificationReport, title: str, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_reliability(h: HeadEvaluation, path: Path) -> None:
+    """Accuracy against confidence per bin, raw and temperature-scaled, with bin counts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cal = h.calibration
+    fig, (ax, counts) = plt.subplots(
+        2, 1, figsize=(5.2, 6.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect")
+    series = (
+        ("raw", cal.bins_before, cal.ece_before, "tab:red"),
+        (f"T = {cal.temperature:.2f}", cal.bins_after, cal.ece_after, "tab:blue"),
+    )
+    for name, bins, ece, color in series:
+        used = [b for b in bins if b.count]
+        ax.plot(
+            [b.confidence for b in used],
+            [b.accuracy for b in used],
+            marker="o",
+            color=color,
+            label=f"{name}: ECE {ece:.3f}",
+        )
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(f"{h.head} head, {Path(h.dataset).name}: reliability", fontsize=9)
+    width = 1 / max(1, len(cal.bins_after))
+    counts.bar(
+        [b.lower for b in cal.bins_after],
+        [b.count for b in cal.bins_after],
+        width=width,
+        align="edge",
+        color="tab:blue",
+        alpha=0.6,
+    )
+    counts.set_xlabel("confidence (top-label probability, after temperature)")
+    counts.set_ylabel("texts")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write_report(report: EvaluationReport, out_dir: Path) -> list[Path]:
-    """report.json, report.txt and confusion_<head>.png; returns the paths written."""
+    """report.json, report.txt, confusion_<head>.png and reliability_<head>.png."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / "report.json", out_dir / "report.txt"]
     written[0].write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
@@ -86,4 +139,7 @@ def write_report(report: EvaluationReport, out_dir: Path) -> list[Path]:
         png = out_dir / f"confusion_{h.head}.png"
         plot_confusion(h.model, f"{h.head} head, {Path(h.dataset).name}", png)
         written.append(png)
+        diagram = out_dir / f"reliability_{h.head}.png"
+        plot_reliability(h, diagram)
+        written.append(diagram)
     return written

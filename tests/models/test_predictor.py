@@ -20,7 +20,7 @@ from models.errors import DeviceError
 from models.labels import SENTIMENT_LABELS, TOPIC_LABELS
 from models.predictor import BatchStats, Prediction, Predictor, PredictorError, load_predictor
 from models.runtime import cpu_has_native_bf16
-from models.testing import make_tiny_model_dir
+from tests.support.tiny_model import make_tiny_model_dir
 
 TEXTS = [
     "Apple beats earnings expectations, shares jump 5% after hours on strong iPhone sales",

@@ -74,5 +74,14 @@ def test_finetune_reload_and_evaluate(data_dir: Path, tmp_path: Path) -> None:
         "report.txt",
         "confusion_sentiment.png",
         "confusion_topic.png",
+        "reliability_sentiment.png",
+        "reliability_topic.png",
     }
     assert all(p.stat().st_size > 0 for p in written)
+    # Calibration: the report applies the temperature fitted at training time, which on
+    # the split it was fitted on cannot be worse than no temperature at all (NLL optimum).
+    for h in report.heads:
+        cal = result.metrics["calibration"][h.head]
+        assert h.calibration.temperature == cal["temperature"]
+        assert h.calibration.ece_before == pytest.approx(cal["ece_before"], abs=1e-6)
+        assert h.calibration.ece_after == pytest.approx(cal["ece_after"], abs=1e-6)
