@@ -38,6 +38,7 @@ __all__ = [
     "length_sorted_chunks",
     "normalize_text",
     "pad_batch",
+    "prefer_passive_cpu_threads",
     "resolve_device",
 ]
 
@@ -139,3 +140,18 @@ def length_sorted_chunks(
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size]
+
+
+def prefer_passive_cpu_threads() -> None:
+    """Let idle OpenMP threads sleep instead of spin, unless the user chose otherwise.
+
+    Must run before torch is first imported (OpenMP reads it once). On a 2-core machine
+    shared with other processes, torch's spinning intra-op threads burnt ~3.5x the CPU
+    time per training step and ran ~4x slower in wall time than with passive waiting
+    (BENCHMARKS.md, "CPU threads"); on an idle machine the difference is small.
+    """
+    import os
+    import sys
+
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

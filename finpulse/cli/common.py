@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydantic import ValidationError
 
@@ -23,16 +23,41 @@ from stream_app.config import Settings
 
 __all__ = [
     "EXIT_SKIPPED",
+    "MAX_LINE_BYTES",
     "bounded_int",
     "load_settings",
     "non_negative_float",
     "positive_float",
     "positive_int",
+    "stdin_lines",
     "time_arg",
     "topic_name",
 ]
 
 EXIT_SKIPPED = 3
+MAX_LINE_BYTES = 1 << 20  # a longer stdin line is reported, not read into memory
+
+
+def stdin_lines(stream: BinaryIO) -> Iterator[tuple[str | None, str | None]]:
+    """``(text or None, error or None)`` per line; over-long lines are drained, not kept.
+
+    Verbs that read texts from standard input (``link``, ``predict``) give every line an
+    outcome: its text, or why not (not UTF-8, longer than ``MAX_LINE_BYTES``).
+    """
+    while True:
+        raw = stream.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while (rest := stream.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                pass
+            yield None, f"line longer than {MAX_LINE_BYTES} bytes"
+            continue
+        raw = raw.rstrip(b"\r\n")
+        try:
+            yield raw.decode("utf-8"), None
+        except UnicodeDecodeError as exc:
+            yield None, f"not UTF-8 (byte {raw[exc.start]:#04x} at offset {exc.start})"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -20,32 +20,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import Any, TextIO
 
-from finpulse.cli.common import load_settings, positive_int
+from finpulse.cli.common import MAX_LINE_BYTES, load_settings, positive_int, stdin_lines
 
 __all__ = ["MAX_LINE_BYTES", "register"]
-
-MAX_LINE_BYTES = 1 << 20
-
-
-def _lines(stream: BinaryIO) -> Any:
-    """``(text or None, error or None)`` per line; over-long lines are drained, not kept."""
-    while True:
-        raw = stream.readline(MAX_LINE_BYTES + 1)
-        if not raw:
-            return
-        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-            while (rest := stream.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
-                pass
-            yield None, f"line longer than {MAX_LINE_BYTES} bytes"
-            continue
-        raw = raw.rstrip(b"\r\n")
-        try:
-            yield raw.decode("utf-8"), None
-        except UnicodeDecodeError as exc:
-            yield None, f"not UTF-8 (byte {raw[exc.start]:#04x} at offset {exc.start})"
-
 
 def _run(args: argparse.Namespace) -> int:
     from stream_app.core.entities import extract_cashtags, text_links
@@ -55,7 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     linker = load_linker(settings)
     limit = args.max if args.max is not None else settings.max_tickers
     out: TextIO = sys.stdout
-    for text, error in _lines(sys.stdin.buffer):
+    for text, error in stdin_lines(sys.stdin.buffer):
         if text is None:
             if args.json:
                 out.write(json.dumps({"text": None, "error": error, "entities": []}) + "\n")
