@@ -487,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-max-wait", type=float, default=0.25, help="worker's, seconds")
     parser.add_argument("--partitions", type=int, default=1, help="news topic partitions")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--quantize", default="auto", choices=("auto", "on", "off"))
+    parser.add_argument("--quantize", default="auto", choices=("auto", "off"))  # int8 removed
     parser.add_argument("--rate-fraction", type=float, default=0.5, help="of the drained rate")
     parser.add_argument("--duration", type=float, default=45.0, help="latency phase, seconds")
     parser.add_argument("--event-gap", type=float, default=2.0, help="mean s between events")

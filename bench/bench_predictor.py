@@ -8,7 +8,6 @@ All contenders score the same real validation headlines (Twitter Financial News
   head, so its outputs equal ours (the agreement column shows it); what differs is
   how the batches are built: one text at a time, unsorted padding.
 * ``predictor fp32`` – ``Predictor`` forced to exact fp32.
-* ``predictor int8`` – int8 dynamic quantisation of the Linear layers (CPU only).
 * ``predictor auto`` – what ``load_predictor`` picks by default (bf16 autocast on CUDA
   or on CPUs with native bf16); shown only when it differs from fp32.
 
@@ -43,7 +42,8 @@ from finpulse.resources import dataset_dir
 from models.architecture import MultiTaskModel, mean_pool
 from models.checkpoint import load_model, read_manifest
 from models.labels import SENTIMENT_LABELS, sentiment_index_from_dataset
-from models.predictor import load_predictor, resolve_device
+from models.predictor import load_predictor
+from models.runtime import resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
 VALID_CSV = dataset_dir() / "sentiment_valid.csv"
@@ -220,11 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     contenders: list[tuple[str, Callable[[Sequence[str], Callable[[int], None]], list[str]]]] = [
         ("pipeline fp32", run_pipeline(*common))
     ]
-    fp32_run, _ = run_predictor(*common, args.chunk, quantize=False, precision="fp32")
+    fp32_run, _ = run_predictor(*common, args.chunk, precision="fp32")
     contenders.append(("predictor fp32", fp32_run))
-    if device == "cpu":
-        int8_run, _ = run_predictor(*common, args.chunk, quantize=True)
-        contenders.append(("predictor int8", int8_run))
     auto_run, auto_precision = run_predictor(*common, args.chunk)
     if auto_precision != "fp32":
         contenders.append((f"predictor auto ({auto_precision})", auto_run))

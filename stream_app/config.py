@@ -163,6 +163,8 @@ class Settings(BaseSettings):
 
     model_dir: Path = Path("artifacts/model")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Deprecated: int8 was removed (torch.ao dynamic quantisation is deprecated and flipped
+    # ~5 % of labels; bf16 is faster where the CPU has it). "on" is refused, saying so.
     quantize: Literal["auto", "on", "off"] = "auto"
 
     web_host: str = "127.0.0.1"
@@ -178,6 +180,16 @@ class Settings(BaseSettings):
 
     window: WindowSettings = Field(default_factory=WindowSettings)  # type: ignore[arg-type]
     detector: DetectorSettings = Field(default_factory=DetectorSettings)  # type: ignore[arg-type]
+
+    @field_validator("quantize")
+    @classmethod
+    def _no_int8(cls, v: str) -> str:
+        if v == "on":
+            raise ValueError(
+                "int8 quantisation was removed in finpulse 0.2 (see BENCHMARKS.md); "
+                "unset FINPULSE_QUANTIZE: bf16 is used automatically where the CPU has it"
+            )
+        return v
 
     @field_validator("broker")
     @classmethod

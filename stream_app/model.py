@@ -4,7 +4,7 @@
 plus ``Settings.aliases_file``, built once per process, so a backtest links exactly as
 the worker does. A bad user alias file raises ``AliasFileError`` (file:line) at start-up.
 
-One function maps ``Settings`` (model dir, device, quantisation, batch size) onto
+One function maps ``Settings`` (model dir, device, batch size) onto
 ``models.predictor.load_predictor``, so an offline backtest scores with exactly the
 predictor a live worker would use. It imports no Faust: offline tools call it too.
 """
@@ -32,7 +32,6 @@ def load_worker_predictor(settings: Settings) -> Any:
         return load_predictor(
             model_dir,
             device=settings.device,
-            quantize="auto" if settings.quantize == "auto" else settings.quantize == "on",
             batch_size=settings.batch_size,
         )
     except ModelDirError as exc:
