@@ -10,14 +10,18 @@ from importlib.resources import files
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse
+from aiohttp import ClientResponse, ClientSession, web
 
 from stream_app.core.windows import Counts
+from stream_app.devenv.embedded import free_port
+from stream_app.service.dashboard import DashboardApi, install_dashboard
 from stream_app.service.dashboard.routes import ASSETS
 from stream_app.service.dashboard.source import EntityState
+from stream_app.service.http import make_runner
 from tests.stream_app.service.dashboard.conftest import AUTH, TOKEN, Desk, DeskFactory
+from tests.support.dashboard_server import bearer_check
 from tests.support.dashboard_source import MemoryDashboardSource
-from tests.support.desk_data import CLOCK_MS, burst_alert
+from tests.support.desk_data import CLOCK_MS, DETECTOR, WINDOW, burst_alert
 
 API_PATHS = [
     "/api/overview",
@@ -182,3 +186,31 @@ async def test_shutdown_ends_open_streams_at_once(desk_factory: DeskFactory) -> 
     await desk.client.close()  # server shutdown: on_shutdown closes the feed
     assert loop.time() - started < 3.0
     assert desk.feed.open_streams == 0
+
+
+async def test_a_stream_outlives_the_workers_idle_timeout() -> None:
+    """The worker's runner closes idle connections (``service.http.make_runner``); an open
+    stream is a request in progress, so it is not idle and keeps delivering."""
+    source = _source_with_market()
+    app = web.Application()
+    api = DashboardApi(source, WINDOW, DETECTOR)
+    install_dashboard(app, api, authorized=bearer_check(TOKEN), feed_interval=0.05)
+    runner = make_runner(app, idle_timeout=0.3)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with (
+            ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/api/stream", headers=AUTH) as resp,
+        ):
+            await _events(resp, 1)
+            await asyncio.sleep(1.0)  # the point: time passes beyond the idle timeout
+            s = EntityState("ticker:LATE", CLOCK_MS, Counts(9, 3, 0), Counts(20, 150, 40), "idle")
+            source.put_state(s)
+            source.publish_alert(burst_alert(s.entity, "LATE", s.window, s.baseline, CLOCK_MS))
+            [(name, body)] = await _events(resp, 1)
+            assert name == "overview"
+            assert [a["entity"] for a in body["firing"]] == ["ticker:LATE"]
+    finally:
+        await runner.cleanup()
