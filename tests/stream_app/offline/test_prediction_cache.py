@@ -114,3 +114,41 @@ def test_unopenable_cache_path(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(PredictionCacheError):
         PredictionCache(blocker / "sub" / "p.sqlite3")
+
+
+class DistinctPredictor:
+    """Every text gets its own output (probabilities from a hash of the text), so a result
+    handed to the wrong position cannot go unnoticed."""
+
+    model_version = "v1"
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        import zlib
+
+        out = []
+        for t in texts:
+            neg = (zlib.crc32(t.encode()) % 997) / 1000
+            out.append(
+                Prediction(
+                    sentiment="negative" if neg > 0.5 else "neutral",
+                    sentiment_probs={"negative": neg, "neutral": 1 - neg, "positive": 0.0},
+                    topic=f"topic-{len(t)}",
+                    topic_prob=neg / 2,
+                    model_version=self.model_version,
+                )
+            )
+        return out
+
+
+def test_mixed_cached_and_new_batch_keeps_input_order(tmp_path: Path) -> None:
+    """Cached and fresh predictions interleaved (and repeated) come back in input order,
+    equal to asking the model one text at a time."""
+    cache = PredictionCache.in_dir(tmp_path)
+    cp = CachingPredictor(cache, "v1", DistinctPredictor)  # type: ignore[arg-type]
+    cp.predict(["warm b", "warm d"])
+    texts = ["new a", "warm b", "new c", "warm d", "new a", "new e", "warm b"]
+    got = cp.predict(texts)
+    one_by_one = [DistinctPredictor().predict([t])[0] for t in texts]
+    assert len({p.sentiment_probs["negative"] for p in one_by_one}) == 5  # all distinct
+    assert got == one_by_one
+    assert (cp.hits, cp.misses) == (3, 6)  # first call 2 misses; then 3 hits, 4 misses
