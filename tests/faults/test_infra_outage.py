@@ -94,15 +94,22 @@ async def test_broker_unreachable_for_seconds_mid_stream(
     s = w.settings
     feed = make_feed(texts, seed=5)
     view = RedisView(s)
-    producing = asyncio.create_task(produce_paced(s, feed, per_second=30))
+    # The producer goes around the proxy (to the broker's own port), so records keep
+    # arriving while the worker's path is cut: they are in flight during the outage.
+    acked: list[float] = []
+    producing = asyncio.create_task(
+        produce_paced(s, feed, per_second=30, direct_port=proxy.target_port, acked_at=acked)
+    )
     try:
         partial = await wait_for(await _counted(view, len(feed.rows) // 4), 60, "quarter counted")
         proxy.cut()
         cut_at = time.monotonic()
         await asyncio.sleep(OUTAGE_SECONDS)  # hold the fault
         alive_during = w.running
+        counted_during = len(await view.ids("market"))
         proxy.restore()
         up_at = time.monotonic()
+        during = sum(cut_at <= t < up_at for t in acked)
         await producing
         c = await conservation(s, feed, within=120)
         recovery = time.monotonic() - up_at
@@ -110,10 +117,13 @@ async def test_broker_unreachable_for_seconds_mid_stream(
         await view.close()
     assert alive_during, w.log_tail()
     assert w.running, w.log_tail()
+    assert during > 0, "records must be produced during the outage"
+    assert counted_during < len(acked), "work must be waiting when the broker comes back"
     assert not c.problems, c.problems
     assert c.counted == len(feed.rows)
     assert not c.dead
     n_alerts = await _alerts_match(s, feed)
     record(f"broker unreachable {OUTAGE_SECONDS:.0f}s mid-stream (proxy cut)", c, recovery,
-           counted_at_fault=partial, outage_s=round(up_at - cut_at, 1),
-           proxy_connections=proxy.connections, alerts=n_alerts)  # fmt: skip
+           counted_at_fault=partial, produced_during_outage=during,
+           outage_s=round(up_at - cut_at, 1), proxy_connections=proxy.connections,
+           alerts=n_alerts)  # fmt: skip

@@ -22,9 +22,12 @@ from tests.support.fault_harness import (
     FAULT_SETTINGS,
     RedisView,
     Texts,
+    assignment,
     conservation,
     make_feed,
+    metric,
     read_topic,
+    wait_for,
     worker_alerts,
 )
 from tests.support.fault_report import record
@@ -33,9 +36,26 @@ from tests.support.worker_proc import produce
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(400)]
 
 
+def _held_by_all(workers: list[Any], topic: str, partitions: int) -> bool:
+    """Every worker holds news partitions of one and the same group generation, and
+    together they hold each partition exactly once."""
+    seen = [assignment(w, topic) for w in workers]
+    held = [parts for _, parts in seen]
+    return (
+        len({generation for generation, _ in seen}) == 1
+        and all(held)
+        and sorted(p for parts in held for p in parts) == list(range(partitions))
+    )
+
+
 async def _run(p: Any, n_workers: int, feed: Any) -> tuple[dict[str, Any], set[Any], float]:
     workers = [p.spawn() for _ in range(n_workers)]
     s = workers[0].settings
+
+    async def settled() -> bool:
+        return _held_by_all(workers, s.topic_news, s.topic_partitions)
+
+    await wait_for(settled, 60, f"{n_workers} workers each holding news partitions")
     started = time.monotonic()
     await produce(s, feed.values(), keys=feed.keys())
     c = await conservation(s, feed, within=120)
@@ -55,6 +75,10 @@ async def _run(p: Any, n_workers: int, feed: Any) -> tuple[dict[str, Any], set[A
         if a.entity.startswith("ticker:")
     }  # fmt: skip
     assert all(w.running for w in workers)
+    # Each worker really did part of the work: it consumed news records.
+    consumed = [metric(w.base_url, "finpulse_records_in_total") for w in workers]
+    assert all(n > 0 for n in consumed), consumed
+    assert sum(consumed) >= len(feed.rows)
     return buckets, alerts, elapsed
 
 

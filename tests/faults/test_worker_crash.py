@@ -19,6 +19,7 @@ from tests.support.fault_harness import (
     RedisView,
     Texts,
     alert_summary,
+    assignment,
     conservation,
     make_feed,
     produce_paced,
@@ -39,6 +40,24 @@ async def _counted_at_least(view: RedisView, n: int) -> Any:
     return check
 
 
+async def _kill_in_flight(
+    w: Any, view: RedisView, acked_at: list[float], producing: asyncio.Task[None]
+) -> tuple[int, int]:
+    """SIGKILL ``w`` while it has unfinished work: records the broker acknowledged that
+    are not counted yet. Returns (counted, produced) as they were at the kill."""
+    counted = len(await view.ids("market"))
+    w.kill()
+    produced = len(acked_at)  # the list only grows: this is at least what was produced
+    assert not producing.done(), "the fault must hit mid-stream"
+    assert counted < produced, f"nothing in flight at the kill ({counted} of {produced})"
+    return counted, produced
+
+
+def _redone(c: Any, n: int) -> bool:
+    """After the restart, some work was done again: the kill hit uncommitted work."""
+    return bool(c.scored_records > n or c.duplicates > 0)
+
+
 async def _assert_alerts_match_reference(settings: Any, feed: Any) -> int:
     got = alert_summary(await worker_alerts(settings))
     want = alert_summary(await reference_alerts(settings, feed))
@@ -55,14 +74,12 @@ async def test_sigkill_mid_stream_then_restart(
     s = w.settings
     feed = make_feed(texts)
     view = RedisView(s)
-    producing = asyncio.create_task(produce_paced(s, feed, per_second=30))
+    acked: list[float] = []
+    producing = asyncio.create_task(produce_paced(s, feed, per_second=30, acked_at=acked))
     try:
-        partial = await wait_for(
-            await _counted_at_least(view, len(feed.rows) // 4), 60, "a quarter counted"
-        )
-        w.kill()
+        await wait_for(await _counted_at_least(view, len(feed.rows) // 4), 60, "quarter counted")
+        partial, produced = await _kill_in_flight(w, view, acked, producing)
         fault_at = time.monotonic()
-        assert not producing.done(), "the fault must hit mid-stream"
         w.start()
         await producing
         c = await conservation(s, feed)
@@ -72,9 +89,10 @@ async def test_sigkill_mid_stream_then_restart(
     assert not c.problems, c.problems
     assert c.counted == len(feed.rows)
     assert not c.dead
+    assert _redone(c, len(feed.rows)), c.row()
     n_alerts = await _assert_alerts_match_reference(s, feed)
     record("worker SIGKILL mid-stream, restarted", c, recovery, counted_at_fault=partial,
-           alerts=n_alerts)  # fmt: skip
+           produced_at_fault=produced, alerts=n_alerts)  # fmt: skip
 
 
 async def test_two_workers_one_killed_survivor_takes_over(
@@ -86,14 +104,15 @@ async def test_two_workers_one_killed_survivor_takes_over(
     s = a.settings
     feed = make_feed(texts, seed=2)
     view = RedisView(s)
-    producing = asyncio.create_task(produce_paced(s, feed, per_second=30))
+    acked: list[float] = []
+    producing = asyncio.create_task(produce_paced(s, feed, per_second=30, acked_at=acked))
     try:
-        partial = await wait_for(
-            await _counted_at_least(view, len(feed.rows) // 4), 60, "a quarter counted"
-        )
-        a.kill()
+        await wait_for(await _counted_at_least(view, len(feed.rows) // 4), 60, "quarter counted")
+        # Both workers hold news partitions, so the one killed had work of its own.
+        gens = [assignment(x, s.topic_news) for x in (a, b)]
+        assert all(parts for _, parts in gens), gens
+        partial, produced = await _kill_in_flight(a, view, acked, producing)
         fault_at = time.monotonic()
-        assert not producing.done(), "the fault must hit mid-stream"
         await producing
         c = await conservation(s, feed, within=120)
         recovery = time.monotonic() - fault_at
@@ -103,9 +122,10 @@ async def test_two_workers_one_killed_survivor_takes_over(
     assert not c.problems, c.problems
     assert c.counted == len(feed.rows)
     assert not c.dead
+    assert _redone(c, len(feed.rows)), c.row()
     n_alerts = await _assert_alerts_match_reference(s, feed)
     record("1 of 2 workers SIGKILLed, survivor takes over", c, recovery,
-           counted_at_fault=partial, alerts=n_alerts)  # fmt: skip
+           counted_at_fault=partial, produced_at_fault=produced, alerts=n_alerts)  # fmt: skip
 
 
 async def test_sigterm_mid_stream_hands_back_the_batch(

@@ -18,7 +18,6 @@ import os
 import random
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -77,25 +76,20 @@ def _build_feed(path: Path, neg: list[str], other: list[str]) -> int:
     return len(rows)
 
 
-async def _collect_alerts(broker: Service, topic: str, want: int, deadline: float) -> list[Alert]:
-    from aiokafka import AIOKafkaConsumer
+async def _collect_alerts(settings: Settings, want: int) -> list[Alert]:
+    """Every distinct alert of the alert topic once ``want`` arrived, then a settle period
+    more, so an extra alert is seen (and fails the comparison); raises on timeout."""
+    from tests.support.worker_proc import collect
 
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=f"127.0.0.1:{broker.port}", auto_offset_reset="earliest",
-        enable_auto_commit=False, group_id=None,
-    )  # fmt: skip
-    await consumer.start()
+    def distinct(values: list[bytes]) -> int:
+        return len({Alert.model_validate_json(v).alert_id for v in values})
+
+    raw = await collect(settings, settings.topic_alerts, lambda v: distinct(v) >= want,
+                        within=240, settle=5.0)  # fmt: skip
     seen: dict[str, Alert] = {}
-    try:
-        consumer.subscribe([topic])
-        while len(seen) < want and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for msgs in batch.values():
-                for m in msgs:
-                    alert = Alert.model_validate_json(m.value)
-                    seen.setdefault(alert.alert_id, alert)  # redeliveries repeat ids
-    finally:
-        await consumer.stop()
+    for v in raw:
+        alert = Alert.model_validate_json(v)
+        seen.setdefault(alert.alert_id, alert)  # redeliveries repeat ids
     return sorted(seen.values(), key=lambda a: (a.fired_at, a.entity, a.state))
 
 
@@ -152,8 +146,7 @@ def test_backtest_and_live_worker_raise_the_same_alerts(
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
-        got = asyncio.run(_collect_alerts(broker, settings.topic_alerts, len(expected),
-                                          time.monotonic() + 240))  # fmt: skip
+        got = asyncio.run(_collect_alerts(settings, len(expected)))
     finally:
         worker.terminate()
         try:

@@ -5,7 +5,10 @@ once in the Redis windows of each of its entities *or* in the dead-letter topic 
 reason saying why), never both, never twice. "Counted" is read straight from Redis: an
 entity's applied-id set (``P:v1:{E}:i``) must equal the ids expected for that entity, and
 the sum over all its buckets must equal the size of that set (no id counted twice). The
-expected ids come from the feed itself, not from the worker.
+expected ids of ``market`` and the tickers come from the feed itself, not from the worker;
+those of ``topic:*`` entities (the topic is the model's output, not in the feed) from the
+topic each id was scored with on ``news.scored``, which must be the same in every scored
+copy of an id; a topic entity in Redis that no scored item names is a problem too.
 
 Alerts are compared with a fault-free reference: the same scored items, in feed order,
 through an in-process ``Aggregator`` over a ``MemoryWindowStore``.
@@ -178,14 +181,36 @@ async def wait_for(
 
 
 async def produce_paced(
-    settings: Settings, feed: Feed, *, per_second: float, chunk: int = 10
+    settings: Settings,
+    feed: Feed,
+    *,
+    per_second: float,
+    chunk: int = 10,
+    direct_port: int | None = None,
+    acked_at: list[float] | None = None,
 ) -> None:
-    """Produce the feed in order, ``chunk`` records at a time, about ``per_second`` overall."""
+    """Produce the feed in order, ``chunk`` records at a time, about ``per_second`` overall.
+
+    ``acked_at`` receives the ``time.monotonic()`` of each record's acknowledgement.
+    ``direct_port``: talk to the broker on this port, whatever address its metadata
+    advertises, so the producer keeps producing while the worker's path (the advertised
+    proxy) is cut and records arrive during the outage.
+    """
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.broker.removeprefix("kafka://"), acks="all"
-    )
+    bootstrap = settings.broker.removeprefix("kafka://")
+    if direct_port is not None:
+        bootstrap = f"127.0.0.1:{direct_port}"
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    if direct_port is not None:
+        cluster = producer.client.cluster
+        advertised = cluster.broker_metadata
+
+        def direct(node_id: Any) -> Any:  # test-only: bypass the advertised listener
+            broker = advertised(node_id)
+            return None if broker is None else broker._replace(port=direct_port)
+
+        cluster.broker_metadata = direct
     await producer.start()
     try:
         values, keys = feed.values(), feed.keys()
@@ -195,6 +220,8 @@ async def produce_paced(
                 for v, k in zip(values[i : i + chunk], keys[i : i + chunk], strict=True)
             ]
             await asyncio.gather(*futs)
+            if acked_at is not None:
+                acked_at.extend([time.monotonic()] * len(futs))
             await asyncio.sleep(chunk / per_second)  # pacing, not synchronisation
     finally:
         await producer.stop()
@@ -286,11 +313,33 @@ class RedisView:
         raw = await self.client.hgetall(self._key(entity, "b"))
         return {int(b): Counts.decode(v) for b, v in raw.items()}
 
+    async def entities(self, pattern: str) -> set[str]:
+        """Entities matching a glob (``topic:*``) that have an applied-id set."""
+        keys = self.client.scan_iter(match=f"{self.prefix}:v1:{{{pattern}}}:i", count=500)
+        return {(k.decode() if isinstance(k, bytes) else k).split("{", 1)[1].split("}")[0]
+                async for k in keys}  # fmt: skip
+
     async def duplicates(self, entity: str) -> int:
         return int(await self.client.hget(self._key(entity, "s"), "dup") or 0)
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def _scored_topics(scored: Sequence[bytes], problems: list[str]) -> dict[str, str]:
+    """id -> the ``topic:<slug>`` entity it was scored with (every copy must agree)."""
+    from models.labels import topic_slug
+
+    out: dict[str, str] = {}
+    for raw in scored:
+        item = ScoredNews.model_validate_json(raw)
+        slug = topic_slug(item.topic)
+        if not slug:
+            continue
+        entity = f"topic:{slug}"
+        if out.setdefault(item.id, entity) != entity:
+            problems.append(f"{item.id} scored as {out[item.id]} and as {entity}")
+    return out
 
 
 async def conservation(
@@ -324,6 +373,14 @@ async def conservation(
         dead_ids, reasons = await dead_now()
         problems: list[str] = []
         expected = feed.ids_by_entity(exclude=dead_ids)
+        scored = await read_topic(settings, settings.topic_scored)
+        topics = _scored_topics(scored, problems)
+        for i, topic in topics.items():
+            if i not in dead_ids:
+                expected.setdefault(topic, set()).add(i)
+        extra = await view.entities("topic:*") - set(expected)
+        if extra:
+            problems.append(f"topic entities no scored item names: {sorted(extra)[:5]}")
         for entity in [*expected, *entities]:
             want = expected.get(entity, set())
             got = await view.ids(entity)
@@ -337,7 +394,6 @@ async def conservation(
         both = dead_ids & await view.ids("market")
         if both:
             problems.append(f"counted AND dead-lettered: {sorted(both)[:5]}")
-        scored = await read_topic(settings, settings.topic_scored)
         return Conservation(
             records_in=len(feed.rows),
             counted=len(await view.ids("market")),
@@ -386,6 +442,27 @@ def alert_summary(alerts: dict[str, Alert], prefix: str = "ticker:") -> set[tupl
         for a in alerts.values()
         if a.entity.startswith(prefix)
     }
+
+
+def assignment(worker: WorkerProcess, topic: str) -> tuple[int, set[int]]:
+    """(generation, partitions of ``topic``) of the worker's latest group assignment, as
+    its log shows it (Faust prints each assignment as a table); (-1, set()) before one."""
+    generation, parts = -1, set[int]()
+    lines = worker.log_path.read_text(errors="replace").splitlines()
+    for i, line in enumerate(lines):
+        if "Successfully synced group" in line and "generation" in line:
+            generation = int(line.rsplit("generation", 1)[1].split()[0])
+        elif "Setting newly assigned partitions" in line:
+            parts = set()
+            for row in lines[i + 1 : i + 40]:
+                cells = [c.strip() for c in row.strip().strip("|").split("|")]
+                if len(cells) == 2 and cells[0] == topic:  # "{0}", "{0, 2}", "{0-2}"
+                    for item in filter(None, cells[1].strip("{}").replace(" ", "").split(",")):
+                        lo, _, hi = item.partition("-")
+                        parts.update(range(int(lo), int(hi or lo) + 1))
+                if row.startswith("+") and "for group" in row:
+                    break
+    return generation, parts
 
 
 def metric(base_url: str, name: str) -> float:

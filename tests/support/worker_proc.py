@@ -191,12 +191,14 @@ async def collect(
     until: Callable[[list[bytes]], bool],
     *,
     within: float = 90.0,
-    settle: float = 0.0,
+    settle: float = 1.0,
 ) -> list[bytes]:
-    """Values of ``topic`` from the beginning until ``until(values)`` holds (or ``within`` s).
+    """Values of ``topic`` from the beginning once ``until(values)`` holds.
 
-    ``settle`` keeps reading that long after the condition first held, so a test can
-    also see that nothing *extra* arrives.
+    Reading goes on for ``settle`` seconds after the condition first held, so the caller
+    also sees records that arrive *extra* (an assertion on the whole result then fails on
+    them). ``AssertionError`` when the condition does not hold within ``within`` seconds:
+    a test never goes on with a partial result.
     """
     from aiokafka import AIOKafkaConsumer
 
@@ -212,7 +214,7 @@ async def collect(
     try:
         deadline = time.monotonic() + within
         settle_until: float | None = None
-        while time.monotonic() < deadline:
+        while settle_until is not None or time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=300)
             for records in batch.values():
                 values += [r.value or b"" for r in records]
@@ -222,4 +224,6 @@ async def collect(
                 return values
     finally:
         await consumer.stop()
-    return values
+    raise AssertionError(
+        f"{topic}: condition not met within {within}s ({len(values)} records read)"
+    )
