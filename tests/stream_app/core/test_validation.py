@@ -140,7 +140,7 @@ def _outcome(raw: Any) -> None:
         NewsItem.model_validate_json(item.model_dump_json().encode("utf-8"))
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)  # a shared 2-core machine: time is no property
 @given(st.binary(max_size=300))
 def test_fuzz_bytes(raw: bytes) -> None:
     _outcome(raw)
@@ -162,7 +162,7 @@ fields = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)  # a shared 2-core machine: time is no property
 @given(fields)
 def test_fuzz_json_objects(obj: dict[str, Any]) -> None:
     _outcome(json.dumps(obj).encode())
