@@ -4,9 +4,9 @@
 ``finpulse/data/samples/prices-SYNTHETIC.csv.gz``. No market data can ship with the
 package, so this script makes prices up, seeded and reproducibly:
 
-* tickers: every ticker named in at least ``MIN_MENTIONS`` rows of the sample feed (the
-  generator's universe; rarer tickers get no prices, so the backtest shows how it reports
-  missing prices);
+* tickers: every ticker with a ground-truth event, and every ticker named in at least
+  ``MIN_MENTIONS`` rows of the sample feed (rarer tickers get no prices, so the backtest
+  shows how it reports missing prices);
 * time: one price a minute, around the clock, from the feed's first hour to one day and
   one hour after its last item (so 1-day returns exist for the last alerts);
 * a geometric random walk per ticker (start price and path seeded by ticker name);
@@ -86,8 +86,10 @@ def generate(feed: Path, truth: Path) -> bytes:
     start = _minute(first).replace(minute=0)
     end = _minute(last) + timedelta(days=1, hours=1)
     minutes = int((end - start).total_seconds() // 60) + 1
-    tickers = sorted(t for t, n in mentions.items() if n >= MIN_MENTIONS)
     events = _events(truth)
+    # Event tickers always: since issue 10/11 an event's rows name the company, mostly
+    # without a cashtag, so the rows' tickers field can under-count them.
+    tickers = sorted({t for t, n in mentions.items() if n >= MIN_MENTIONS} | set(events))
     quiet = [t for t in tickers if t not in events]
     halted = quiet[zlib.crc32(b"halt") % len(quiet)] if quiet else None
 

@@ -38,23 +38,27 @@ def register(subparsers: Any) -> None:
 def _register_generate(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "generate-feed",
-        help="write a synthetic news feed with injected negative bursts and its ground truth",
+        help="write a synthetic news feed with injected events and its ground truth",
         description=(
-            "Build a feed from the vendored labelled tweets: daily arrival rhythm, cashtag "
-            "entities, and negative bursts for chosen tickers (written to a truth side file)."
+            "Build a feed from the vendored labelled tweets (real headlines, unchanged): a "
+            "daily arrival rhythm plus events for tickers the headlines name -- negative "
+            "bursts, positive rallies, neutral volume surges, and duplicate storms (one story "
+            "copied by many outlets, which must not alert) -- written to a truth side file."
         ),
     )
     p.add_argument("--output", type=Path, required=True, help="feed file (.jsonl, .csv, .parquet)")
-    p.add_argument("--items", type=int, default=3000, help="total rows, bursts included")
+    p.add_argument("--items", type=int, default=3000, help="total rows, events included")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hours", type=float, default=48.0, help="event-time span of the feed")
     p.add_argument("--start", default=None, help="ISO start time (default 2026-11-02T00:00Z)")
     p.add_argument(
         "--bursts",
         nargs="+",
-        default=["4"],
-        metavar="N|TICKER@ISO/MINUTES/COUNT",
-        help="a number of random bursts, or explicit bursts (e.g. TSLA@2026-11-02T15:30Z/20/30)",
+        default=None,
+        metavar="N|KIND=N|[KIND:]TICKER@ISO/MINUTES/COUNT",
+        help="random events per kind (negative, positive, volume, storm; a bare N: N negative "
+        "bursts), or explicit events, e.g. TSLA@2026-11-02T15:30Z/20/18 "
+        "storm:NFLX@2026-11-03T15:00Z/15/12 (default: negative=4 positive=2 volume=2 storm=3)",
     )
     p.add_argument("--truth", type=Path, default=None, help="truth file (default FEED.truth.json)")
     p.add_argument(
@@ -69,9 +73,13 @@ def _generate(args: argparse.Namespace) -> int:
     start = samples.DEFAULT_START
     if args.start:
         start = samples.parse_burst(f"X@{args.start}/1/1").start
-    bursts: int | list[samples.BurstSpec]
-    if len(args.bursts) == 1 and args.bursts[0].isdigit():
+    bursts: int | dict[samples.EventKind, int] | list[samples.BurstSpec]
+    if args.bursts is None:
+        bursts = dict(samples.DEFAULT_EVENTS)
+    elif len(args.bursts) == 1 and args.bursts[0].isdigit():
         bursts = int(args.bursts[0])
+    elif all("=" in b for b in args.bursts):
+        bursts = samples.parse_event_counts(args.bursts)
     else:
         bursts = [samples.parse_burst(b) for b in args.bursts]
     texts = samples.load_labelled_texts(args.data_dir)
@@ -82,7 +90,8 @@ def _generate(args: argparse.Namespace) -> int:
     first, last = feed.rows[0]["published_at"], feed.rows[-1]["published_at"]
     print(f"wrote {len(feed.rows)} items ({first} .. {last}) to {args.output}")
     for ev in feed.truth["events"]:
-        print(f"  burst {ev['event_id']}: {ev['entity']} {ev['start']} .. {ev['end']}")
+        print(f"  {ev['kind']:8} {ev['event_id']}: {ev['entity']} {ev['start']} .. {ev['end']}"
+              f" ({ev['items']} items)")  # fmt: skip
     print(f"ground truth: {truth_path}")
     return 0
 
