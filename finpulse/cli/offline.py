@@ -57,7 +57,7 @@ def _register_generate(subparsers: Any) -> None:
         default=None,
         metavar="N|KIND=N|[KIND:]TICKER@ISO/MINUTES/COUNT",
         help="random events per kind (negative, positive, volume, storm; a bare N: N negative "
-        "bursts), or explicit events, e.g. TSLA@2026-11-02T15:30Z/20/18 "
+        "bursts), or explicit events, e.g. TSLA@2026-11-02T15:30Z/20/15 "
         "storm:NFLX@2026-11-03T15:00Z/15/12 (default: negative=4 positive=2 volume=2 storm=3)",
     )
     p.add_argument("--truth", type=Path, default=None, help="truth file (default FEED.truth.json)")

@@ -57,8 +57,8 @@ def build_demo_feed(
 
     end = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
     start = end - timedelta(hours=4)
-    # 18 distinct real Bearish headlines about Tesla (the corpus has 21 distinct stories).
-    burst = BurstSpec(BURST_TICKER, start + timedelta(hours=2, minutes=30), 20, 18)
+    # 15 distinct real Bearish headlines about Tesla (the corpus has 16 such stories).
+    burst = BurstSpec(BURST_TICKER, start + timedelta(hours=2, minutes=30), 20, 15)
     feed = generate_feed(
         load_labelled_texts(data_dir),
         items=1200,

@@ -9,7 +9,8 @@ kinds (issue 11) are injected for chosen tickers, each written to the ground tru
 its ``kind`` (and each event row carries its ``event_id``, prefixed by the kind):
 
 * ``negative``: a burst of distinct Bearish headlines whose subject is the company (the
-  linker's top link, or its cashtag, with relevance >= 0.7), arriving front-loaded like
+  linker's top link, or its cashtag, at relevance >= 0.8: named in the first third of a
+  headline that names no other company), arriving front-loaded like
   breaking news;
 * ``positive``: the same with Bullish headlines (a rally);
 * ``volume``: the same with Neutral headlines (a surge of attention, no tone);
@@ -83,14 +84,17 @@ _LABEL: Final[dict[EventKind, int]] = {
 }  # fmt: skip
 # Random events: (fewest distinct headlines a ticker needs, item range, minutes range).
 _RANDOM_SHAPE: Final[dict[EventKind, tuple[int, tuple[int, int], tuple[int, int]]]] = {
-    "negative": (12, (12, 16), (15, 30)),
-    "positive": (10, (10, 12), (20, 40)),  # minutes stay under _SLOT
-    "volume": (18, (18, 24), (20, 30)),
+    "negative": (12, (12, 15), (15, 30)),
+    "positive": (9, (9, 11), (20, 40)),  # minutes stay under _SLOT
+    "volume": (15, (15, 20), (20, 30)),
     "storm": (1, (10, 14), (10, 20)),
 }
 OUTLETS: Final = ("reuters", "bloomberg", "dowjones", "cnbc", "marketwatch", "seekingalpha",
                   "benzinga", "ft", "wsj", "yahoo")  # fmt: skip
-SUBJECT_RELEVANCE: Final = 0.7  # the linker's relevance of a headline's subject
+# A headline is about a company when the linker's relevance is at least this: the name in
+# the first third of the text, and no second company (relevance / sqrt(2) < 0.8). Lower,
+# and "..., underperforming by 3.2ppt: BofA" would count as a story about Bank of America.
+SUBJECT_RELEVANCE: Final = 0.8
 _BURST_SPEC = re.compile(
     r"^(?:(?P<kind>[a-z]+):)?(?P<ticker>[A-Z][A-Z0-9.\-]{0,9})@(?P<start>[^/]+)/(?P<minutes>\d+)m?/(?P<n>\d+)$"
 )
