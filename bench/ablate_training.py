@@ -1,10 +1,11 @@
 """Ablation of the training options: each one alone on top of a base profile, 3 seeds each.
 
 Every row is ``profile`` + the row's overrides, trained once per seed in this process,
-one after the other (the machine's two cores are the limit, not Python). Results are
-appended to a JSONL file as each run finishes, so an interrupted ablation resumes where
-it stopped; ``--table`` prints the Markdown table (mean ± sample std over the seeds) that
-BENCHMARKS.md holds.
+one after the other. Results are appended to a JSONL file as each run finishes, so an
+interrupted ablation resumes where it stopped, and several processes can share the work:
+each claims a run in ``<out>.claims`` before starting it (``--workers 2`` on a busy
+machine gets two fair shares of the CPU). ``--table`` prints the Markdown table (mean ±
+sample std over the seeds) that BENCHMARKS.md holds.
 
 Teacher rows: ``teachers`` (the same profile with seeds 101-103, models kept under
 ``--work``) are trained first when a selected row needs them; the self-training and
@@ -109,8 +110,23 @@ def _run_one(
     }
 
 
+def _claim(out: Path, key: tuple[str, str, int]) -> bool:
+    """Atomically claim a run for this process; False when done or claimed by another."""
+    import fcntl
+
+    claims = out.with_suffix(out.suffix + ".claims")
+    with claims.open("a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        taken = {tuple(json.loads(line)) for line in fh.read().splitlines() if line.strip()}
+        done = {(r["profile"], r["row"], r["seed"]) for r in _load(out)}
+        if key in taken or key in done:
+            return False
+        fh.write(json.dumps(list(key)) + "\n")
+        return True
+
+
 def run(args: argparse.Namespace) -> None:
-    done = {(r["profile"], r["row"], r["seed"]) for r in _load(args.out)}
     rows = list(ROWS) if args.rows == ["all"] else args.rows
     extra = json.loads(args.set) if args.set else {}
     teacher_dirs = [str(args.work / f"teacher-{args.profile}-{s}") for s in TEACHER_SEEDS]
@@ -120,7 +136,12 @@ def run(args: argparse.Namespace) -> None:
         jobs += [("teachers", s, Path(d)) for s, d in zip(TEACHER_SEEDS, teacher_dirs, strict=True)]
     jobs += [(r, s, None) for r in rows for s in SEEDS]
     for row, seed, save_to in jobs:
-        if (args.profile, row, seed) in done and (save_to is None or save_to.is_dir()):
+        if save_to is not None and save_to.is_dir() and (save_to / "manifest.json").is_file():
+            continue
+        if not _claim(args.out, (args.profile, row, seed)):
+            if save_to is not None:  # a teacher another process is training: wait for it
+                while not (save_to / "manifest.json").is_file():
+                    time.sleep(30)
             continue
         over = {} if row == "teachers" else _overrides(row, teacher_dirs, extra)
         print(f"{datetime.now():%H:%M:%S} {args.profile} {row} seed {seed} ...", flush=True)
@@ -144,20 +165,30 @@ def table(out: Path, profile: str) -> str:
     recs = [r for r in _load(out) if r["profile"] == profile]
     base = [r for r in recs if r["row"] == "baseline"]
     base_f1 = statistics.mean(r["sentiment_f1"] for r in base) if base else None
+    base_tf1 = statistics.mean(r["topic_f1"] for r in base) if base else None
     lines = [
         "| row | seeds | sentiment acc | sentiment macro-F1 | topic acc | topic macro-F1 "
-        "| Δ sent. F1 | wall (s) | load |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| Δ F1 sent. / topic | ECE sent. raw → T (cross-fit) | wall (s) | load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     order = ["teachers", *ROWS]
     for row in sorted({r["row"] for r in recs}, key=lambda x: order.index(x) if x in order else 99):
         rs = [r for r in recs if r["row"] == row]
         f1 = [r["sentiment_f1"] for r in rs]
-        delta = "" if base_f1 is None else f"{statistics.mean(f1) - base_f1:+.3f}"
+        tf1 = [r["topic_f1"] for r in rs]
+        delta = (
+            ""
+            if base_f1 is None or base_tf1 is None
+            else f"{statistics.mean(f1) - base_f1:+.3f} / {statistics.mean(tf1) - base_tf1:+.3f}"
+        )
+        ece = (
+            f"{statistics.mean(r['sentiment_ece_raw'] for r in rs):.3f} → "
+            f"{statistics.mean(r['sentiment_ece_crossfit'] for r in rs):.3f}"
+        )
         lines.append(
             f"| {row} | {len(rs)} | {_cell([r['sentiment_acc'] for r in rs])} | {_cell(f1)} "
-            f"| {_cell([r['topic_acc'] for r in rs])} | {_cell([r['topic_f1'] for r in rs])} "
-            f"| {delta} | {statistics.mean(r['wall_seconds'] for r in rs):.0f} "
+            f"| {_cell([r['topic_acc'] for r in rs])} | {_cell(tf1)} | {delta} | {ece} "
+            f"| {statistics.mean(r['wall_seconds'] for r in rs):.0f} "
             f"| {statistics.mean(r['load_before'] for r in rs):.1f} |"
         )
     return "\n".join(lines)

@@ -130,6 +130,7 @@ def evaluate_model(
     batch_size: int = 128,
     baselines: bool = True,
     data_dir: Path | None = None,
+    progress: bool = False,
 ) -> EvaluationReport:
     """Score the model (and baselines) on the validation splits, or on ``data`` for ``head``."""
     from models.checkpoint import load_model
@@ -158,6 +159,8 @@ def evaluate_model(
             pad_id=pad_id,
             batch_size=batch_size,
             device=dev,
+            progress=progress,
+            desc=f"evaluate {split.head}",
         )[split.head]
         preds = logits.argmax(dim=-1).tolist()
         temperature = loaded.manifest.temperatures.get(split.head, 1.0)

@@ -109,6 +109,7 @@ class _Run:
     rng: random.Random
     adversary: EmbeddingAdversary | None
     ema: WeightEma | None
+    progress: bool = False
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -206,6 +207,27 @@ def _teach(
     return teach
 
 
+def _optimizer(
+    cfg: TrainConfig, model: MultiTaskModel, total_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over the (layer-wise) parameter groups; linear warm-up, then linear decay."""
+    warmup = int(cfg.warmup_ratio * total_steps)
+    optimizer = torch.optim.AdamW(
+        param_groups(
+            model,
+            lr=cfg.lr,
+            head_lr=cfg.head_lr,
+            weight_decay=cfg.weight_decay,
+            layer_lr_decay=cfg.layer_lr_decay,
+            num_layers=int(model.cfg.encoder.get("num_hidden_layers", 0)),
+        )
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: linear_warmup_decay(s, warmup, total_steps)
+    )
+    return optimizer, scheduler
+
+
 def _setup(
     cfg: TrainConfig, data_dir: Path | None, progress: bool, cache: Path | None
 ) -> _Run:
@@ -253,20 +275,7 @@ def _setup(
     total_steps = math.ceil(cfg.epochs * per_epoch)
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
-    warmup = int(cfg.warmup_ratio * total_steps)
-    optimizer = torch.optim.AdamW(
-        param_groups(
-            model,
-            lr=cfg.lr,
-            head_lr=cfg.head_lr,
-            weight_decay=cfg.weight_decay,
-            layer_lr_decay=cfg.layer_lr_decay,
-            num_layers=int(model.cfg.encoder.get("num_hidden_layers", 0)),
-        )
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: linear_warmup_decay(s, warmup, total_steps)
-    )
+    optimizer, scheduler = _optimizer(cfg, model, total_steps)
     # 6. Regularisers that hold state across steps.
     adversary = None
     if cfg.fgm_epsilon > 0:
@@ -307,6 +316,7 @@ def _setup(
         rng=rng,
         adversary=adversary,
         ema=ema,
+        progress=progress,
         timings=timings,
     )
 
@@ -353,6 +363,8 @@ def _validate(run: _Run) -> tuple[dict[Head, ClassificationReport], HeadLogits]:
             batch_size=run.cfg.eval_batch_size,
             device=run.device,
             amp=run.cfg.amp,
+            progress=run.progress,
+            desc=f"validate {head}",
         )
         logits[head] = out[head]
         preds = out[head].argmax(dim=-1).tolist()

@@ -219,6 +219,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         baselines=not args.no_baselines,
+        progress=sys.stderr.isatty(),
     )
     out_dir = args.output if args.output is not None else args.model_dir / "eval"
     written = write_report(report, out_dir)
