@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from models.architecture import MultiTaskConfig, MultiTaskModel
+    from models.reference import ReferenceDistribution
 
 __all__ = [
     "CONFIG_FILE",
@@ -110,6 +111,7 @@ class LoadedModel:
     model: MultiTaskModel
     tokenizer: PreTrainedTokenizerBase
     manifest: Manifest
+    reference: ReferenceDistribution | None = None  # reference.json, when the dir has one
 
 
 def _sha256(path: Path) -> str:
@@ -411,8 +413,22 @@ def load_model(model_dir: str | os.PathLike[str], device: str = "cpu") -> Loaded
             f"tokenizer in {root} has {len(tokenizer)} tokens but the encoder embeds only "
             f"{vocab_size}; tokenizer and weights do not belong together"
         )
+    reference = _read_reference(root, manifest)
     state = _read_weights(root / WEIGHTS_FILE)
     model = MultiTaskModel(cfg)
     model.load_state_dict(state, strict=True)
     model.eval().to(device)
-    return LoadedModel(model=model, tokenizer=tokenizer, manifest=manifest)
+    return LoadedModel(model=model, tokenizer=tokenizer, manifest=manifest, reference=reference)
+
+
+def _read_reference(root: Path, manifest: Manifest) -> ReferenceDistribution | None:
+    """The listed (so checksummed) reference distribution; None for dirs without one."""
+    from models.reference import REFERENCE_FILE, ReferenceDistribution
+
+    if REFERENCE_FILE not in manifest.files:
+        return None
+    path = root / REFERENCE_FILE
+    try:
+        return ReferenceDistribution.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        raise ModelDirError(f"{path} is not a valid reference distribution: {exc}") from None

@@ -54,6 +54,8 @@ if TYPE_CHECKING:
     from torch import nn
     from transformers import PreTrainedTokenizerBase
 
+    from models.reference import ReferenceDistribution
+
 __all__ = [
     "DEFAULT_MAX_CHARS",
     "BatchStats",
@@ -135,6 +137,7 @@ class Predictor:
         max_chars: int = DEFAULT_MAX_CHARS,
         temperatures: Mapping[str, float] | None = None,
         text_normalization: str = "none",
+        reference: ReferenceDistribution | None = None,
     ) -> None:
         if batch_size < 1:
             raise PredictorError(f"batch_size must be >= 1, got {batch_size}")
@@ -158,6 +161,7 @@ class Predictor:
         temps = dict(temperatures or {})
         self.temperatures = {h: float(temps.get(h, 1.0)) for h in ("sentiment", "topic")}
         self.text_normalization = text_normalization
+        self.reference = reference  # what drift monitoring compares live predictions with
         pad_id = tokenizer.pad_token_id
         self._pad_id = int(pad_id) if pad_id is not None else 0
         unk_id = tokenizer.unk_token_id
@@ -296,4 +300,5 @@ def load_predictor(
         max_chars=max_chars,
         temperatures=loaded.manifest.temperatures,
         text_normalization=str(meta.get("text_normalization", "none")),
+        reference=loaded.reference,
     )

@@ -301,3 +301,13 @@ def test_refuses_tokenizer_larger_than_embeddings(tmp_path: Path) -> None:
     save_model(tmp_path / "m", small, tokenizer, metadata={"base_model": "tiny"})
     with pytest.raises(ModelDirError, match=r"has 30522 tokens but the encoder embeds"):
         load_model(tmp_path / "m")
+
+
+def test_reference_distribution_is_loaded_and_validated(model_copy: Path) -> None:
+    loaded = load_model(model_copy)
+    assert loaded.reference is not None
+    assert set(loaded.reference.heads) == {"sentiment", "topic"}
+    _edit_json(model_copy / "reference.json", lambda r: r["heads"]["topic"].update(n=0))
+    _rehash(model_copy)
+    with pytest.raises(ModelDirError, match="not a valid reference distribution"):
+        load_model(model_copy)
