@@ -1,7 +1,8 @@
 """The forwarder's loop: consume alerts in its own group, deliver, dead-letter, then commit.
 
-Per batch of records (``getmany``; partitions in parallel, records of a partition in
-order, so an entity's resolve never overtakes its firing):
+Per batch of records (``getmany``): an entity's records (the record key is the entity) in
+order, so its resolve never overtakes its firing; different entities concurrently, up to
+``MAX_IN_FLIGHT`` alerts at a time:
 
 1. A record that is not a valid ``Alert`` is dead-lettered (``invalid_alert``).
 2. The router names the sinks; each routed sink, in parallel:
@@ -26,8 +27,9 @@ of it, so it takes effect at once and loses nothing; a dead letter whose ledger 
 not written yet may be written again (dead letters are at-least-once too). So every
 alert reaches every routed sink or the dead-letter topic (at-least-once), and a second
 request under one ``alert_id`` to one sink always says why. A sink that keeps failing
-holds its partition for its retry budget (``RetryPolicy.worst_case_seconds``); the worker
-is unaffected, since it never waits for this consumer group.
+holds up the batch (the next poll) for about one retry budget
+(``RetryPolicy.worst_case_seconds``; the batch's entities wait out theirs together); the
+worker is unaffected, since it never waits for this consumer group.
 
 Alertmanager sinks also re-send their firing alerts every ``resend_seconds``
 (``AlertmanagerSink.resend``), those of the partitions this consumer owns.
@@ -62,6 +64,7 @@ __all__ = ["ForwardStats", "Forwarder"]
 
 log = logging.getLogger(__name__)
 MAX_POLL_RECORDS = 50
+MAX_IN_FLIGHT = 32  # alerts being delivered at once (different entities)
 
 
 @dataclass
@@ -118,6 +121,7 @@ class Forwarder:
         self.stats = ForwardStats()
         self._redis = redis
         self._rng = random.Random()
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._producer: Any = None
         self._http: HttpClient | None = None
         self._ledger_: Ledger | None = None
@@ -155,7 +159,7 @@ class Forwarder:
     ) -> Attempt:  # fmt: skip
         assert self._http is not None
         headers = delivery_headers(view.alert_id, attempt, reason)
-        async with sink.lock or contextlib.nullcontext():
+        async with sink.exclusive(view):
             request = await sink.request(view, alert, record.partition)
             got = await self._http.post(request, headers, sink.spec.timeout_seconds)
             if got.ok:
@@ -225,8 +229,16 @@ class Forwarder:
         self.stats.bump(records=1)
 
     async def _partition(self, records: list[Any]) -> None:
+        """A partition's records: an entity's (the record key's) in order, entities at once."""
+        by_key: dict[Any, list[Any]] = {}
         for record in records:
-            await self._handle(record)
+            by_key.setdefault(record.key, []).append(record)
+        await asyncio.gather(*(self._in_order(rs) for rs in by_key.values()))
+
+    async def _in_order(self, records: list[Any]) -> None:
+        for record in records:
+            async with self._in_flight:
+                await self._handle(record)
 
     # --- the loops ------------------------------------------------------------------------
 

@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 class LedgerError(FinpulseError):
     """Redis stayed unreachable longer than the retry budget."""
 
@@ -110,6 +114,6 @@ class Ledger:
         else:
             await self._call(lambda: self.redis.hset(name, key, alert.model_dump_json()))
 
-    async def all_active(self, sink: str) -> list[ActiveAlert]:
+    async def all_active(self, sink: str) -> dict[str, ActiveAlert]:
         raw = await self._call(lambda: self.redis.hgetall(self._active_key(sink)))
-        return [ActiveAlert.model_validate_json(v) for v in raw.values()]
+        return {_text(k): ActiveAlert.model_validate_json(v) for k, v in raw.items()}

@@ -9,6 +9,7 @@ a log line or a dead letter: only ``scheme://host:port/…`` is ever shown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,10 +76,9 @@ class HttpClient:
 
 
 class Sink:
-    """One configured destination; ``lock`` (Alertmanager only) serialises its requests."""
+    """One configured destination."""
 
     def __init__(self, spec: SinkSpec, dashboard_url: str | None) -> None:
-        self.lock: asyncio.Lock | None = None
         self.spec = spec
         self.name = spec.name
         self.dashboard_url = dashboard_url
@@ -94,6 +94,10 @@ class Sink:
 
     def discard(self, view: AlertView) -> None:
         """Called after an attempt the sink did not acknowledge."""
+
+    def exclusive(self, view: AlertView) -> contextlib.AbstractAsyncContextManager[Any]:
+        """Held around one attempt (request, POST, ``delivered``); a no-op but for Alertmanager."""
+        return contextlib.nullcontext()
 
 
 class WebhookSink(Sink):
@@ -115,12 +119,17 @@ class SlackSink(Sink):
 
 
 class AlertmanagerSink(Sink):
-    """``POST {url}/api/v2/alerts``; keeps the firing alerts in the ledger and re-sends them."""
+    """``POST {url}/api/v2/alerts``; keeps the firing alerts in the ledger and re-sends them.
+
+    One lock per Alertmanager alert (entity and kind) makes an attempt's read of the firing
+    state, its POST and its update one step, and keeps a re-send from posting an alert
+    whose resolve is in flight (which would make Alertmanager open it again).
+    """
 
     def __init__(self, spec: SinkSpec, dashboard_url: str | None, ledger: Ledger) -> None:
         super().__init__(spec, dashboard_url)
         self.ledger = ledger
-        self.am_lock = self.lock = asyncio.Lock()
+        self._locks: dict[str, asyncio.Lock] = {}
         self.endpoint = spec.url.rstrip("/") + "/api/v2/alerts"
         self._next: dict[str, tuple[str, ActiveAlert | None]] = {}
 
@@ -147,11 +156,21 @@ class AlertmanagerSink(Sink):
     def discard(self, view: AlertView) -> None:
         self._next.pop(view.alert_id, None)
 
+    def _lock(self, key: str) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    def exclusive(self, view: AlertView) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self._lock(am_key(view))
+
     async def resend(self, http: HttpClient, partitions: set[int]) -> int:
         """Re-post the firing alerts of ``partitions`` (this consumer's); returns how many."""
-        async with self.am_lock:
-            active = [a for a in await self.ledger.all_active(self.name)
-                      if a.partition is None or a.partition in partitions]  # fmt: skip
+        keys = sorted(await self.ledger.all_active(self.name))
+        async with contextlib.AsyncExitStack() as held:
+            for key in keys:  # sorted, and a delivery holds one: no deadlock
+                await held.enter_async_context(self._lock(key))
+            firing = await self.ledger.all_active(self.name)  # again: resolves may have won
+            active = [a for k, a in firing.items() if k in keys
+                      and (a.partition is None or a.partition in partitions)]  # fmt: skip
             if not active:
                 return 0
             now = datetime.now(UTC)
