@@ -39,7 +39,7 @@ routes:
     return load_plan(fwd, path, {"HOOK_SECRET": SECRET.decode()})
 
 
-async def produce(settings: Settings, *values: bytes | Alert) -> None:
+async def produce(settings: Settings, *values: bytes | Alert, partition: int | None = None) -> None:
     from aiokafka import AIOKafkaProducer
 
     from stream_app.service.broker import ensure_topics
@@ -51,7 +51,7 @@ async def produce(settings: Settings, *values: bytes | Alert) -> None:
         for v in values:
             key = v.entity.encode() if isinstance(v, Alert) else b"junk"
             raw = v.model_dump_json().encode() if isinstance(v, Alert) else v
-            await producer.send_and_wait(settings.topic_alerts, raw, key=key)
+            await producer.send_and_wait(settings.topic_alerts, raw, key=key, partition=partition)
     finally:
         await producer.stop()
 

@@ -79,7 +79,7 @@ async def test_each_sink_gets_routed_alerts_signed_readable_and_in_alertmanager_
     ids = [a.alert_id for a in (acme, spy, oil, acme_end)]
     assert sorted(got["/am/api/v2/alerts"]) == sorted(ids)
     assert sorted(got["/slack/T0K3N"]) == sorted([acme.alert_id, oil.alert_id, acme_end.alert_id])
-    assert got["/hook"] == [acme.alert_id, acme_end.alert_id]  # one partition: in order
+    assert got["/hook"] == [acme.alert_id, acme_end.alert_id]  # one entity: in order
     check_invariants(receiver.requests)
 
     for r in receiver.on("/hook"):
@@ -299,3 +299,27 @@ async def test_the_cli_forwards_until_sigterm(
     log = out.decode()
     assert "sink webhook: webhook http://127.0.0.1:" in log
     assert "/cli-hook" not in log  # the URL path is masked in every log line
+
+
+async def test_entities_of_one_partition_are_delivered_concurrently_each_in_order(
+    settings: Settings, receiver: HttpReceiver, unique: str, tmp_path: Path
+) -> None:
+    fwd = forward_settings(unique, timeout_seconds=1.5)
+    routes = ('  - {sinks: [slack], entities: ["ticker:SLOW"]}\n'
+              '  - {sinks: [hook], entities: ["ticker:FAST"]}\n')  # fmt: skip
+    p = plan(tmp_path, receiver, fwd, routes)
+    receiver.hang(1, 4, paths=("/slack/T0K3N",))  # ticker:SLOW's firing times out once
+    slow = [alert("ticker:SLOW", "firing", at=T),
+            alert("ticker:SLOW", "resolved", at=T + timedelta(minutes=20))]  # fmt: skip
+    fast = [alert("ticker:FAST", "firing", at=T),
+            alert("ticker:FAST", "resolved", at=T + timedelta(minutes=20))]  # fmt: skip
+    await produce(settings, slow[0], fast[0], slow[1], fast[1], partition=0)
+    async with forwarding(settings, fwd, p) as f:
+        await f.stats.wait_until(lambda s: s.records == 4 and s.commits >= 1, 60)
+    check_invariants(receiver.requests)
+    slow_ids = [alert_id_of(r) for r in receiver.on("/slack/T0K3N")]
+    assert slow_ids == [slow[0].alert_id, slow[0].alert_id, slow[1].alert_id]  # in order
+    assert [alert_id_of(r) for r in receiver.on("/hook")] == [a.alert_id for a in fast]
+    # FAST was not held up behind SLOW's time-out: both its alerts before SLOW's retry
+    retry = receiver.requests.index(receiver.on("/slack/T0K3N")[1])
+    assert all(receiver.requests.index(r) < retry for r in receiver.on("/hook"))
