@@ -5,8 +5,10 @@ Redis: it reads a ``DashboardSource`` and turns counts into what a desk reads.
 
 * **Risk order** of the entity table: entities with a firing alert first, most severe
   first, then by that alert's own z (its kind's: negative, positive or volume); then
-  everyone else by the negative detector's binomial z (``stream_app.core.detector.stats``,
-  the same numbers it fires on), then by volume against baseline, then by name.
+  everyone else: those with at least ``min_negative_count`` negatives in the window before
+  those with fewer (the detector cannot fire on them, and one negative story has a large
+  z), each by the negative detector's binomial z (``stream_app.core.detector.stats``, the
+  same numbers it fires on), then by volume against baseline, then by name.
 * **Volume against baseline**: the window's item count ``n`` over the baseline's rate for
   a window. While a young entity's baseline is still filling, the rate is taken over the
   part of the baseline since its first event (``EntityState.first_event_ms``), so a new
@@ -169,13 +171,15 @@ class DashboardApi:
             volume_ratio=self._volume_ratio(state),
         )
 
-    @staticmethod
-    def risk_key(row: EntityRow) -> tuple[Any, ...]:
+    def risk_key(self, row: EntityRow) -> tuple[Any, ...]:
         """Sort key, ascending = riskiest first (see the module docstring)."""
         firing = row.status == "firing"
         return (
             not firing,
             -SEVERITY_RANK.get(row.severity or "", 0) if firing else 0,
+            # idle: fewer negatives than the detector needs to fire rank below (one
+            # negative story has z 2.5 against a 14% baseline, and is no spike)
+            not firing and row.negative < self.detector.min_negative_count,
             -(row.alert_score or 0.0) if firing else -row.z,  # firing: the kind's own z
             -(row.volume_ratio or 0.0),
             row.entity,

@@ -16,7 +16,6 @@
   const HISTORY_SECONDS = 3 * 3600; // sparklines and the detail chart: the last 3 hours
   const SPARK_BINS = 36; // 5-minute bins
   const SPARK_REFRESH_MS = 10000;
-  const SPARK_ROWS = 60; // sparklines for the first rows shown only
   const CHART_HEIGHT = 150;
 
   const $ = (id) => document.getElementById(id);
@@ -30,6 +29,7 @@
     spark: new Map(), // entity -> {clock, at, series}
     sparkQueue: new Set(),
     sparkBusy: 0,
+    sparkWatch: null, // IntersectionObserver of the table's rows
     detailClock: null,
     linkedAlert: null, // ?alert_id= of a forwarded alert link
     chart: null,
@@ -125,7 +125,7 @@
       const ov = await api("/api/overview");
       $("login").hidden = true;
       $("app").hidden = false;
-      $("signout").hidden = !state.needsToken;
+      $("signout").hidden = !(state.needsToken || state.token);
       render(ov);
       openStream();
     } catch (err) {
@@ -274,7 +274,18 @@
     const focused = document.activeElement && document.activeElement.dataset
       ? document.activeElement.dataset.entity : null;
     const frag = document.createDocumentFragment();
-    rows.forEach((r, i) => {
+    // sparklines are drawn (and fetched) for the rows scrolled into view only
+    if (state.sparkWatch) state.sparkWatch.disconnect();
+    const byEntity = new Map(rows.map((r) => [r.entity, r]));
+    state.sparkWatch = new IntersectionObserver((entries, watch) => {
+      for (const entry of entries) {
+        if (!entry.isIntersecting) continue;
+        watch.unobserve(entry.target);
+        const row = byEntity.get(entry.target.dataset.entity);
+        if (row) fillSparks(row);
+      }
+    }, { root: body.closest(".scroll"), rootMargin: "200px 0px" });
+    rows.forEach((r) => {
       const tr = el("tr", {
         tabindex: "0",
         class: r.status === "firing" ? "is-firing" : "",
@@ -294,7 +305,9 @@
         el("span", { class: "muted", text: r.volume_ratio === null ? "" : " · " + fixed(r.volume_ratio, 1) + "×" })),
       el("td", { class: "spark-cell", dataset: { spark: "share" } }),
       el("td", { class: "spark-cell", dataset: { spark: "volume" } }));
-      if (i < SPARK_ROWS) fillSparks(tr, r);
+      const cached = state.spark.get(r.entity);
+      if (cached) drawSparks(tr, cached.series, r); // no flicker while the observer wakes
+      state.sparkWatch.observe(tr);
       frag.append(tr);
     });
     body.replaceChildren(frag);
@@ -309,7 +322,7 @@
   function zCell(r) {
     // the negative detector's z; a row firing on another kind shows that alert's z too
     const other = r.status === "firing" && r.alert_kind && r.alert_kind !== "negative";
-    return el("td", { class: "num" + (r.z >= 3 ? " hot" : "") }, fixed(r.z, 1),
+    return el("td", { class: "num" + (r.z >= 3 && r.negative >= 3 ? " hot" : "") }, fixed(r.z, 1),
       other ? el("span", { class: "kind-z kind-" + r.alert_kind, title: r.alert_kind + " z of the firing alert",
         text: r.alert_kind.slice(0, 3) + " " + fixed(r.alert_score, 1) }) : null);
   }
@@ -332,10 +345,10 @@
   }
 
   // --- sparklines ---------------------------------------------------------------------------------
-  function fillSparks(tr, row) {
-    const cached = state.spark.get(row.entity);
-    if (cached) drawSparks(tr, cached.series, row);
+  function fillSparks(row) {
+    // a row scrolled into view (its cached sparklines are drawn already): fetch what is stale;
     // refetch when the entity moved: at once if its state changed, else at most every 10 s
+    const cached = state.spark.get(row.entity);
     const stale = !cached || cached.status !== row.status ||
       (cached.clock !== row.clock_ms && Date.now() - cached.at > SPARK_REFRESH_MS);
     if (stale) { state.sparkQueue.add(row.entity); pumpSparks(); }
@@ -477,14 +490,15 @@
       dataset: { alertId: a.alert_id, entity: a.entity },
     },
     el("div", { class: "alert-head" },
-      el("span", { class: "alert-entity", text: entityLabel(a.entity) }),
+      // the entity's name is the button that opens its detail
+      el("button", { type: "button", class: "alert-entity", onclick: () => select(a.entity, true),
+        "aria-label": entityLabel(a.entity) + ": show the detail", text: entityLabel(a.entity) }),
       el("span", { class: "muted", text: entityKind(a.entity) + " · " + a.kind }),
       el("span", { class: "sev sev-" + a.severity, text: a.severity }),
-      a.state === "escalated" ? el("span", { class: "state state-firing", text: "escalated" }) : null,
-      el("button", { type: "button", onclick: () => select(a.entity, true), text: "Detail", "aria-label": "Show " + a.entity + " in the detail view" })),
+      a.state === "escalated" ? el("span", { class: "state state-firing", text: "escalated" }) : null),
     el("p", { class: "alert-meta", text:
       "since " + hhmm(since) + " UTC · " + alertReading(a) + " · z " + fixed(a.score, 1) +
-      (a.repeats ? " · " + a.repeats + " repeats not counted" : "") }),
+      (a.repeats ? " · " + a.repeats + (a.repeats === 1 ? " repeat" : " repeats") + " not counted" : "") }),
     evidence);
   }
 
@@ -498,7 +512,7 @@
       if (isNew) fresh.push(a);
       list.append(alertCard(a, isNew));
     }
-    // keep the focus on a Detail button that is redrawn
+    // keep the focus on an alert's button when its card is redrawn
     const active = document.activeElement;
     const keep = active && active.closest && active.closest(".alert") ? active.closest(".alert").dataset.alertId : null;
     $("firing").replaceChildren(list);

@@ -170,6 +170,15 @@ def test_desk_live_alert_keyboard_and_accessibility(
     )
     assert result == [], result
 
+    # sparklines are fetched for the rows in view: the last row gets them once scrolled to
+    last = '#entity-rows tr:last-child [data-spark="share"] svg'
+    assert not css(driver, last)
+    driver.execute_script(
+        "const s = document.querySelector('#entities-panel .scroll'); s.scrollTop = s.scrollHeight"
+    )
+    wait_for(driver, lambda d: css(d, last))
+    driver.execute_script("document.querySelector('#entities-panel .scroll').scrollTop = 0")
+
     save_screenshot(driver, tmp_path, "dashboard-desk")
     assert console_errors(driver) == []
 
@@ -233,6 +242,8 @@ def test_positive_and_volume_alerts_show_their_own_reading(
     driver: Any, desk: DashboardServer, tmp_path: Path
 ) -> None:
     """Schema v2 alerts: the kind's count and baseline, evidence spans highlighted."""
+    from selenium.webdriver.common.keys import Keys
+
     src = desk.source
     for sym, name, kind, extra in (
         ("NFLX", "Netflix", "positive", {"count": 11, "share": 0.73, "total_count": 15,
@@ -242,7 +253,9 @@ def test_positive_and_volume_alerts_show_their_own_reading(
     ):  # fmt: skip
         state = next(s for s in src._states.values() if s.entity == f"ticker:{sym}")
         base = burst_alert(state.entity, name, state.window, state.baseline, CLOCK_MS)
-        src.publish_alert(v2_alert(base, kind, **extra))
+        wire = v2_alert(base, kind, **extra)
+        wire["evidence"][2]["headline"] += " https://t.co/" + "x" * 150  # one long word
+        src.publish_alert(wire)
     _sign_in(driver, desk.url, TOKEN)
     pos, vol = '#firing li[data-entity="ticker:NFLX"]', '#firing li[data-entity="ticker:UBER"]'
     wait_for(driver, lambda d: css(d, pos) and css(d, vol))
@@ -259,4 +272,9 @@ def test_positive_and_volume_alerts_show_their_own_reading(
     assert "vol 7.9" in first.text
     scroll = "const s = document.querySelector('#entities-panel .scroll');"
     assert driver.execute_script(scroll + "return s.scrollWidth <= s.clientWidth")  # fits 1280
+    # the alert's entity name opens its detail (a button: Enter works too)
+    css(driver, vol + " button.alert-entity")[0].send_keys(Keys.ENTER)
+    wait_for(driver, lambda d: css(d, "#detail-h")[0].text == "UBER · ticker")
+    alerts = "const a = document.querySelector('#alerts .scroll');"
+    assert driver.execute_script(alerts + "return a.scrollWidth <= a.clientWidth")  # long URL
     save_screenshot(driver, tmp_path, "dashboard-kinds")

@@ -52,7 +52,13 @@ async def test_rows_are_ranked_firing_by_severity_then_by_z(desk_factory: DeskFa
         "topic:earnings": (4, 20),
         "market": (0, 0),
     }
-    by_z = sorted(rest, key=lambda e: -(_z(*rest[e], 30, 300)[0] if rest[e][1] else 0.0))
+
+    # those the detector could fire on (enough negatives) first, each group by z
+    def key(e: str) -> tuple[bool, float]:
+        k, n = rest[e]
+        return k < DETECTOR.min_negative_count, -(_z(k, n, 30, 300)[0] if n else 0.0)
+
+    by_z = sorted(rest, key=key)
     assert order[2:] == by_z
     assert [r["rank"] for r in body["entities"]] == list(range(1, 7))
     assert [a["entity"] for a in body["firing"]] == ["ticker:CRIT", "ticker:LOWF"]
@@ -170,3 +176,16 @@ async def test_schema_v2_alerts_keep_their_kind_reading_and_evidence_span(
     assert first["headline"][slice(*first["span"])] == "BUZZ"
     assert second["span"] is None
     assert body["entities"][0]["alert_kind"] == "volume"
+
+
+async def test_one_negative_story_does_not_outrank_a_real_rise(desk_factory: DeskFactory) -> None:
+    source = MemoryDashboardSource()
+    source.put_state(_state("ticker:ONE", 1, 1))  # 100 %, z ~ 2.9 against p0 ~ 0.10
+    source.put_state(_state("ticker:RISE", 6, 30))  # 20 %, z ~ 1.8
+    desk = await desk_factory(source)
+
+    _, body = await desk.get("/api/overview")
+
+    rows = body["entities"]
+    assert rows[0]["z"] < rows[1]["z"]  # the premise: z alone would put ONE first
+    assert [r["entity"] for r in rows] == ["ticker:RISE", "ticker:ONE"]
