@@ -3,8 +3,8 @@
 Every row is ``profile`` + the row's overrides, trained once per seed in this process,
 one after the other. Results are appended to a JSONL file as each run finishes, so an
 interrupted ablation resumes where it stopped, and several processes can share the work:
-each claims a run in ``<out>.claims`` before starting it (``--workers 2`` on a busy
-machine gets two fair shares of the CPU). ``--table`` prints the Markdown table (mean ±
+each claims a run in ``<out>.claims`` before starting it (two processes on a busy
+machine get two fair shares of the CPU). ``--table`` prints the Markdown table (mean ±
 sample std over the seeds) that BENCHMARKS.md holds.
 
 Teacher rows: ``teachers`` (the same profile with seeds 101-103, models kept under
