@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from stream_app.schemas import DetectorKind
 
 __all__ = [
     "DetectorSettings",
@@ -77,19 +79,46 @@ class WindowSettings(BaseSettings):
 
 
 class DetectorSettings(BaseSettings):
-    """Spike detector thresholds (see stream_app/detector.py for the test they feed)."""
+    """Spike detectors and their thresholds (stream_app/core/detector.py has the tests).
+
+    ``detect`` switches the kinds on (``FINPULSE_DETECT=negative,positive,volume``). The
+    negative and positive detectors share the z/share thresholds; volume compares the
+    window's story count with the entity's own baseline rate (Poisson) and has its own.
+    """
 
     model_config = SettingsConfigDict(env_prefix="FINPULSE_", extra="ignore", frozen=True)
 
+    detect: Annotated[tuple[DetectorKind, ...], NoDecode] = ("negative",)
     min_negative_count: int = Field(5, ge=1)
+    min_positive_count: int = Field(5, ge=1)
     fire_z: float = Field(3.0, gt=0)
     resolve_z: float = Field(1.0)
     share_floor: float = Field(0.35, gt=0, le=1)
     resolve_share_floor: float = Field(0.2, ge=0, le=1)
     cooldown_seconds: int = Field(900, ge=0)
     baseline_prior_share: float = Field(0.15, gt=0, lt=1)
+    positive_prior_share: float = Field(0.25, gt=0, lt=1)
     baseline_prior_weight: float = Field(20.0, ge=0)
+    volume_min_count: int = Field(10, ge=1)
+    volume_fire_z: float = Field(4.0, gt=0)
+    volume_resolve_z: float = Field(1.5)
+    volume_prior_per_hour: float = Field(1.0, gt=0)
+    volume_prior_hours: float = Field(6.0, gt=0)
+    volume_warmup_seconds: int = Field(3600, ge=0)
     evidence_size: int = Field(5, ge=1, le=50)
+    novelty_window_seconds: int = Field(86_400, ge=0)
+    novelty_max_keys: int = Field(20_480, ge=10, le=1_000_000)
+
+    @field_validator("detect", mode="before")
+    @classmethod
+    def _kinds(cls, v: object) -> object:
+        if isinstance(v, str):
+            v = [k.strip() for k in v.split(",") if k.strip()]
+        if isinstance(v, list | tuple) and not v:
+            raise ValueError("name at least one of negative, positive, volume")
+        if isinstance(v, list | tuple):
+            return tuple(dict.fromkeys(v))
+        return v
 
     @model_validator(mode="after")
     def _hysteresis(self) -> DetectorSettings:
@@ -97,6 +126,8 @@ class DetectorSettings(BaseSettings):
             raise ValueError("resolve_z must be below fire_z (hysteresis)")
         if self.resolve_share_floor >= self.share_floor:
             raise ValueError("resolve_share_floor must be below share_floor (hysteresis)")
+        if self.volume_resolve_z >= self.volume_fire_z:
+            raise ValueError("volume_resolve_z must be below volume_fire_z (hysteresis)")
         return self
 
 
@@ -146,9 +177,15 @@ class Settings(BaseSettings):
 
     batch_size: int = Field(64, ge=1, le=4096)
     batch_max_wait: float = Field(0.25, gt=0, le=60)
-    # Entity events per aggregate batch. Results do not depend on it (the detector steps
-    # per event); larger batches amortise Redis round trips (bench/bench_windows.py).
-    aggregate_batch_size: int = Field(2048, ge=1, le=65_536)
+    # Entity-topic records per aggregate batch (each holds one score batch's events for one
+    # partition). Results do not depend on it (events are released in event-time order and
+    # the detector steps per event); larger batches amortise Redis round trips.
+    aggregate_batch_records: int = Field(64, ge=1, le=65_536)
+    # Event-time watermarks (stream_app/core/sequencer.py): a news partition that sent no
+    # record for this long counts as idle and stops holding the watermark back; one record
+    # advances its partition's progress at most this far past processing time.
+    watermark_idle_seconds: float = Field(5.0, gt=0, le=3600)
+    clock_skew_seconds: float = Field(5.0, ge=0, le=3600)
 
     max_message_bytes: int = Field(1_000_000, ge=1024)
     max_headline_chars: int = Field(1000, ge=16)

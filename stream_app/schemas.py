@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "DEAD_LETTER_REASONS",
+    "DETECTOR_KINDS",
     "MAX_BODY_CHARS",
     "MAX_HEADLINE_CHARS",
     "MAX_ID_CHARS",
@@ -35,13 +36,17 @@ __all__ = [
     "TICKER_RE",
     "Alert",
     "AlertDeadLetter",
+    "AlertKind",
     "AlertState",
     "DeadLetter",
     "DeadLetterReason",
+    "DetectorKind",
+    "EntityBatch",
     "EntityEvent",
     "EntityLink",
     "Evidence",
     "NewsItem",
+    "Novelty",
     "ScoredNews",
     "Severity",
     "alert_id",
@@ -104,9 +109,13 @@ DeadLetterReason = Literal[
 ]
 DEAD_LETTER_REASONS: Final[tuple[str, ...]] = DeadLetterReason.__args__  # type: ignore[attr-defined]
 
-AlertState = Literal["firing", "resolved"]
+AlertState = Literal["firing", "escalated", "resolved"]
+AlertKind = Literal["negative", "positive", "volume", "model_drift"]
+DetectorKind = Literal["negative", "positive", "volume"]
 Severity = Literal["low", "medium", "high", "critical"]
+Novelty = Literal["first", "repeat"]
 SEVERITIES: Final[tuple[str, ...]] = Severity.__args__  # type: ignore[attr-defined]  # ordered
+DETECTOR_KINDS: Final[tuple[str, ...]] = DetectorKind.__args__  # type: ignore[attr-defined]
 
 
 def ms_to_datetime(ms: int) -> datetime:
@@ -224,6 +233,11 @@ class ScoredNews(NewsItem):
     # Settings.max_tickers; `entities` counts those at or above Settings.min_relevance.
     links: list[EntityLink] = Field(default_factory=list, max_length=MAX_TICKERS)
     scored_at: datetime
+    # Novelty of the story on the market-wide view: "first" unless a near-duplicate headline
+    # was seen within the novelty window (stream_app/core/novelty.py). None when the item
+    # could not be placed in event-time order (a late event).
+    story_id: str | None = Field(None, max_length=MAX_ID_CHARS)
+    novelty: Novelty | None = None
 
     @property
     def item(self) -> NewsItem:
@@ -231,51 +245,112 @@ class ScoredNews(NewsItem):
 
 
 class EntityEvent(_Wire):
-    """One (news item, entity) pair; internal topic ``finpulse.entity-events``, key = entity."""
+    """One (news item, entity) pair, as the aggregator needs it (internal entity topic).
 
-    schema_version: int = 1
+    ``signature`` is the headline's novelty fingerprint (``core.novelty``), ``relevance``
+    and ``span`` say how strongly and where the item names the entity. The event for the
+    ``market`` entity also carries the whole scored record (``scored``): the aggregator
+    owning ``market`` publishes it to ``news.scored`` with its story id and novelty.
+    """
+
+    schema_version: int = 2
     entity: str = Field(min_length=1, max_length=MAX_ENTITY_CHARS)
     id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
     event_time_ms: int = Field(ge=MIN_EVENT_MS, lt=MAX_EVENT_MS)
     sentiment: Literal["negative", "neutral", "positive"]
     negative_prob: float = Field(ge=0.0, le=1.0)
+    positive_prob: float = Field(0.0, ge=0.0, le=1.0)
     headline: str = Field(max_length=MAX_HEADLINE_CHARS)
     model_version: str = Field(max_length=MAX_META_CHARS)
+    signature: str = Field("", max_length=128)
+    relevance: float = Field(1.0, ge=0.0, le=1.0)
+    span: tuple[int, int] | None = None
     source_topic: str | None = None
     source_partition: int | None = None
     source_offset: int | None = None
-    # The item's EntityLink for a ticker entity (1.0 / None for topic and market events):
-    # how much the story is about this company, and where the headline names it.
-    relevance: float = Field(1.0, ge=0.0, le=1.0)
-    span: tuple[int, int] | None = None
+    ingest_ms: int | None = Field(None, description="Kafka timestamp of the news record")
+    scored: dict[str, Any] | None = None
+
+    @property
+    def source(self) -> str:
+        """Where the news record came from, ``"partition:offset"`` (empty when unknown)."""
+        if self.source_partition is None or self.source_offset is None:
+            return ""
+        return f"{self.source_partition}:{self.source_offset}"
+
+
+class EntityBatch(_Wire):
+    """One record of the internal entity topic: a score batch's events for one partition.
+
+    The score stage sends one per destination partition per batch (every partition, events
+    or not), so each carries the event-time progress of the news partitions its worker
+    reads: ``progress`` maps a news partition to the largest event time it has seen
+    (clamped by processing time, so one future-dated record cannot move it far), ``idle``
+    lists those of them with nothing to read. The aggregator's watermark is the minimum
+    progress over the ``source_partitions`` news partitions that are not idle
+    (``core.sequencer``).
+    """
+
+    schema_version: int = 2
+    source_partitions: int = Field(ge=1, le=100_000)
+    progress: dict[int, int] = Field(default_factory=dict)
+    idle: list[int] = Field(default_factory=list)
+    events: list[EntityEvent] = Field(default_factory=list)
 
 
 class Evidence(_Wire):
-    """One of the most negative items in an alert's window."""
+    """One story of an alert's window: the most negative (or positive, or recent) firsts."""
 
     id: str
     headline: str
     negative_prob: float
+    positive_prob: float = 0.0
+    story_id: str | None = None
+    span: tuple[int, int] | None = Field(None, description="where the headline names the entity")
 
 
-def alert_id(entity: str, episode: int, episode_start_ms: int, state: AlertState) -> str:
-    """Deterministic id: a redelivered batch republishes the same id, consumers de-duplicate."""
-    raw = f"{entity}\x1f{episode}\x1f{episode_start_ms}\x1f{state}".encode()
-    return hashlib.sha256(raw).hexdigest()[:32]
+def alert_id(
+    entity: str,
+    episode: int,
+    episode_start_ms: int,
+    state: AlertState,
+    kind: AlertKind = "negative",
+    severity: Severity | None = None,
+) -> str:
+    """Deterministic id: a redelivered batch republishes the same id, consumers de-duplicate.
+
+    An ``escalated`` alert's id includes the severity it escalated to, so each level of an
+    episode is published once.
+    """
+    parts = [entity, str(episode), str(episode_start_ms), state]
+    if kind != "negative":
+        parts.append(kind)
+    if state == "escalated":
+        parts.append(str(severity))
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
 class Alert(_Wire):
-    """A negative-sentiment spike starting (``firing``) or ending (``resolved``) for an entity.
+    """A spike starting (``firing``), rising (``escalated``) or ending (``resolved``).
 
-    Topic ``sentiment.alerts``, key = entity. ``score`` is the binomial z-score of the
-    window's negative share against the smoothed baseline share (stream_app/detector.py).
+    Topic ``sentiment.alerts``, key = entity. ``kind`` says what spiked: the share of
+    negative or positive stories, or the volume of stories, against the entity's own
+    baseline (stream_app/core/detector.py); ``model_drift`` is the model monitor's.
+    ``score`` is the kind's z-score and ``threshold`` the level it crossed; ``count`` is the
+    kind's count in the window (negatives, positives or stories) and ``share`` its share
+    (for volume: the count over ``expected_count``). ``negative_*``/``total_count`` keep their
+    meaning for every kind. Counts are of first stories; syndicated repeats are in
+    ``repeats``. ``severity`` is the current level; ``peak_severity`` the episode's highest
+    (a ``resolved`` alert says how bad the episode got).
     """
 
-    schema_version: int = 1
+    schema_version: int = 2
     alert_id: str
+    kind: AlertKind = "negative"
     state: AlertState
     entity: str
     severity: Severity
+    peak_severity: Severity | None = None
     episode: int = Field(ge=1, description="per-entity episode counter")
     episode_start: datetime
     window_start: datetime
@@ -286,6 +361,11 @@ class Alert(_Wire):
     baseline_share: float
     score: float
     threshold: float
+    count: int = Field(0, ge=0)
+    share: float = 0.0
+    expected_count: float | None = None
+    repeats: int = Field(0, ge=0)
+    net_sentiment: float | None = None
     evidence: list[Evidence] = Field(default_factory=list)
     model_version: str
     fired_at: datetime = Field(description="event time of the event that caused the change")

@@ -221,6 +221,10 @@ def _register_backtest(subparsers: Any) -> None:
     p.add_argument("--cache-dir", type=Path, default=None, help="prediction cache dir")
     p.add_argument("--no-cache", action="store_true", help="always run the model")
     p.add_argument("--no-report", action="store_true", help="skip report.html and charts")
+    p.add_argument(
+        "--scored", action="store_true",
+        help="also write scored.jsonl: every scored record with its story id and novelty",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true")
     prices = p.add_argument_group(
         "prices", "forward returns after alerts (see docs/replay-backtest.md for the rule)"
@@ -279,6 +283,7 @@ def _backtest(args: argparse.Namespace) -> int:
         time_to=time_arg(args.time_to, "--to"), cache_dir=args.cache_dir,
         use_cache=not args.no_cache, report=not args.no_report, progress=not args.no_progress,
         prices_path=prices, price_options=options, assertions=conditions,
+        scored=args.scored,
     )  # fmt: skip
     print(json.dumps(summary, indent=2, default=str))
     gate = summary.get("assertions")

@@ -1,19 +1,29 @@
 """The aggregation core shared by the live worker and the backtest.
 
+Input: entity events *released in event-time order* (``core.sequencer``): per entity,
+sorted by (event time, id), whatever the partitions, batch cuts or worker count.
 ``Aggregator.process`` follows the commit order of docs/architecture.md:
 
-1. read a snapshot of every entity in the batch (one store round trip);
-2. in Python, per entity and in arrival order: drop duplicates (seen before, or repeated
-   in the batch) and late events, apply each remaining event to its bucket and the
-   entity clock, and step the detector after *every* applied event on the window
-   ending at the entity clock -- so alerts depend only on each entity's event order,
-   never on how events were cut into batches;
-3. ``await emit(outcome)``: the caller publishes alerts and late dead letters and waits
-   for the broker's acks (if it raises, nothing is committed and a retry of the batch
-   yields the same alert ids);
-4. commit counts, seen ids, clock, detector state and evidence (one round trip,
-   compare-and-set per entity). Conflicting entities (someone else committed in
-   between) are re-read and redone, which emits their alerts again with the same ids.
+1. read a snapshot of every entity in the batch (one store round trip): counts, clock,
+   detector states, the seen-id entries and novelty entries the batch asks about;
+2. in Python, per entity and in the given order, for each event:
+   * a copy already counted (same id, same Kafka position: a redelivery) is skipped
+     silently; another copy of a counted id is a *duplicate* (counted once per copy);
+   * an event older than the entity clock minus ``allowed_lateness`` is *late*
+     (dead-lettered, counted once);
+   * otherwise it is *applied*: the novelty index says whether its headline repeats a
+     story seen for this entity within the novelty window; a first story adds to the
+     sentiment counts, a repeat only to ``rep``; then every enabled detector kind steps
+     on the window ending at the entity clock -- after *every* event, so alerts do not
+     depend on batching;
+3. ``await emit(outcome)``: the caller publishes alerts, dead letters and (for the
+   ``market`` entity, which sees every item) the scored records with their story ids,
+   and waits for the broker's acks (if it raises, nothing is committed and a retry of the
+   batch yields the same alert ids and story ids);
+4. commit counts, seen entries, novelty entries, clock, detector states, evidence and the
+   alerts' explain records (one round trip, compare-and-set per entity). Conflicting
+   entities (someone else committed in between) are re-read and redone, which emits
+   their alerts again with the same ids.
 
 Duplicate rule: an id counts as seen while its event time is within retention of the
 entity clock (``WindowGeometry.seen_cutoff_ms``); older ones are checked as late. The
@@ -23,39 +33,65 @@ stores forget exactly those ids, so the rule holds across batch boundaries.
 from __future__ import annotations
 
 import hashlib
-import heapq
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from models.errors import FinpulseError
 from stream_app.config import DetectorSettings, WindowSettings
-from stream_app.core.detector import DetectorState, Transition, evaluate
+from stream_app.core.detector import (
+    DetectorState,
+    Stats,
+    Transition,
+    VolumeScale,
+    evaluate,
+    may_change,
+    stats,
+)
 from stream_app.core.entities import is_valid_entity
+from stream_app.core.novelty import Signature, StoryIndex, probe_keys
 from stream_app.core.windows import MICROS, Counts, WindowGeometry
 from stream_app.schemas import (
     Alert,
     DeadLetter,
+    DetectorKind,
     EntityEvent,
     Evidence,
+    Novelty,
     alert_id,
     ms_to_datetime,
 )
 from stream_app.store.base import (
     EVIDENCE_HEADLINE_CHARS,
+    EVIDENCE_ORDERS,
+    AlertRecord,
     EntityCommit,
     EntitySnapshot,
     EvidenceItem,
+    EvidenceOrder,
+    SeenEntry,
     SnapshotRequest,
     WindowStore,
     top_evidence,
 )
 
-__all__ = ["Aggregator", "AggregatorConflict", "BatchOutcome"]
+__all__ = ["STORY_ENTITY", "Aggregator", "AggregatorConflict", "BatchOutcome", "StoryOutcome"]
+
+STORY_ENTITY = "market"  # sees every item: its novelty is the story of the scored record
+_EVIDENCE_FOR: dict[str, EvidenceOrder] = {"negative": "neg", "positive": "pos", "volume": "recent"}
 
 
 class AggregatorConflict(FinpulseError):
     """An entity kept changing under us (another worker owns the partition?)."""
+
+
+@dataclass(slots=True)
+class StoryOutcome:
+    """What became of one ``market`` event: the scored record's story (None when late)."""
+
+    event: EntityEvent
+    story_id: str | None
+    novelty: Novelty | None
 
 
 @dataclass(slots=True)
@@ -64,7 +100,10 @@ class BatchOutcome:
     late: list[EntityEvent] = field(default_factory=list)
     duplicates: int = 0
     applied: int = 0
+    repeats: int = 0
+    redelivered: int = 0
     rejected: list[tuple[EntityEvent, str]] = field(default_factory=list)  # bad entity names
+    stories: list[StoryOutcome] = field(default_factory=list)
 
     def dead_letters(self, now: datetime | None = None) -> list[DeadLetter]:
         """Late and rejected events as dead-letter records (reason late_event / invalid_event)."""
@@ -78,7 +117,7 @@ class BatchOutcome:
     @staticmethod
     def _dead(ev: EntityEvent, reason: str, detail: str, now: datetime | None) -> DeadLetter:
         return DeadLetter.from_raw(
-            ev.model_dump_json().encode(),
+            ev.model_dump_json(exclude={"scored"}).encode(),
             reason=reason,  # type: ignore[arg-type]
             detail=detail,
             now=now,
@@ -93,15 +132,30 @@ class BatchOutcome:
         self.late += other.late
         self.duplicates += other.duplicates
         self.applied += other.applied
+        self.repeats += other.repeats
+        self.redelivered += other.redelivered
         self.rejected += other.rejected
+        self.stories += other.stories
 
 
 @dataclass(slots=True)
 class _Fired:
-    index: int  # arrival index in the batch
+    index: int  # position of the event in the entity's run
     transition: Transition
     event: EntityEvent
     clock_ms: int
+    window: Counts
+    baseline: Counts
+    partial: Counts  # count of the clock's bucket at the decision (explain)
+    state_before: DetectorState
+    first_seen_ms: int
+
+
+@dataclass(slots=True)
+class _Item:
+    index: int
+    bucket: int
+    evidence: EvidenceItem
 
 
 @dataclass(slots=True)
@@ -109,18 +163,25 @@ class _Run:
     entity: str
     commit: EntityCommit
     fired: list[_Fired]
-    items: list[tuple[int, int, int, EntityEvent]]  # (arrival index, bucket, neg micros, ev)
-    late: list[tuple[int, EntityEvent]]
+    items: list[_Item]  # first stories applied, for evidence
+    late: list[EntityEvent]
+    stories: list[StoryOutcome]
     duplicates: int
     applied: int
+    repeats: int
+    redelivered: int
 
 
-def _rank(x: tuple[int, int, int, EntityEvent]) -> tuple[int, str]:
-    return -x[2], x[3].id  # EvidenceItem order: most negative first, then id
-
-
-def _evidence(x: tuple[int, int, int, EntityEvent]) -> EvidenceItem:
-    return EvidenceItem(-x[2], x[3].id, x[3].headline[:EVIDENCE_HEADLINE_CHARS])
+def _evidence(ev: EntityEvent, story_id: str | None) -> EvidenceItem:
+    return EvidenceItem(
+        round(ev.negative_prob * MICROS),
+        round(ev.positive_prob * MICROS),
+        ev.event_time_ms,
+        ev.id,
+        ev.headline[:EVIDENCE_HEADLINE_CHARS],
+        story_id,
+        ev.span,
+    )
 
 
 class Aggregator:
@@ -134,7 +195,14 @@ class Aggregator:
     ) -> None:
         self.store = store
         self.geometry = WindowGeometry.of(window)
+        self._config = {
+            "window": window.model_dump(mode="json"),
+            "detector": detector.model_dump(mode="json"),
+        }
+        self.bucket_seconds = window.bucket_seconds
         self.cfg = detector
+        self.kinds: tuple[DetectorKind, ...] = tuple(detector.detect)
+        self.novelty_ms = detector.novelty_window_seconds * 1000
         self.max_conflict_retries = max_conflict_retries
 
     async def process(
@@ -142,11 +210,11 @@ class Aggregator:
         events: Sequence[EntityEvent],
         emit: Callable[[BatchOutcome], Awaitable[None]],
     ) -> BatchOutcome:
-        by_entity: dict[str, list[tuple[int, EntityEvent]]] = {}
+        by_entity: dict[str, list[EntityEvent]] = {}
         rejected: list[tuple[EntityEvent, str]] = []
-        for i, ev in enumerate(events):
+        for ev in events:
             if is_valid_entity(ev.entity):
-                by_entity.setdefault(ev.entity, []).append((i, ev))
+                by_entity.setdefault(ev.entity, []).append(ev)
             else:
                 rejected.append((ev, f"entity {ev.entity[:40]!r} is not a valid name"))
         if not by_entity:
@@ -164,84 +232,135 @@ class Aggregator:
             by_entity = {e: by_entity[e] for e in conflicts}
         raise AggregatorConflict(f"entities kept conflicting: {sorted(by_entity)[:5]}")
 
+    def _request(self, entity: str, events: list[EntityEvent]) -> SnapshotRequest:
+        probes: list[str] = []
+        if self.novelty_ms:
+            for ev in events:
+                probes += probe_keys(Signature(ev.signature))
+        return SnapshotRequest(
+            entity,
+            max(ev.event_time_ms for ev in events),
+            [ev.id for ev in events],
+            list(dict.fromkeys(probes)),
+        )
+
     async def _attempt(
         self,
-        by_entity: dict[str, list[tuple[int, EntityEvent]]],
+        by_entity: dict[str, list[EntityEvent]],
         emit: Callable[[BatchOutcome], Awaitable[None]],
         rejected: list[tuple[EntityEvent, str]],
     ) -> tuple[BatchOutcome, list[str]]:
-        requests = [
-            SnapshotRequest(e, max(ev.event_time_ms for _, ev in evs), [ev.id for _, ev in evs])
-            for e, evs in by_entity.items()
-        ]
+        requests = [self._request(e, evs) for e, evs in by_entity.items()]
         snaps = await self.store.read(requests, self.geometry)
         runs = [self._run(snaps[e], evs) for e, evs in by_entity.items()]
         alerts = await self._alerts(runs)
-        late = sorted((x for r in runs for x in r.late), key=lambda x: x[0])
         outcome = BatchOutcome(
             alerts=alerts,
-            late=[ev for _, ev in late],
+            late=[ev for r in runs for ev in r.late],
             duplicates=sum(r.duplicates for r in runs),
             applied=sum(r.applied for r in runs),
+            repeats=sum(r.repeats for r in runs),
+            redelivered=sum(r.redelivered for r in runs),
             rejected=list(rejected),
+            stories=[s for r in runs for s in r.stories],
         )
         await emit(outcome)
         conflicts = await self.store.commit([r.commit for r in runs])
         if conflicts:
             failed = set(conflicts)
-            outcome.alerts = [a for a in outcome.alerts if a.entity not in failed]
-            outcome.late = [ev for ev in outcome.late if ev.entity not in failed]
             kept = [r for r in runs if r.entity not in failed]
+            outcome.alerts = [a for a in outcome.alerts if a.entity not in failed]
+            outcome.late = [ev for r in kept for ev in r.late]
+            outcome.stories = [s for r in kept for s in r.stories]
             outcome.duplicates = sum(r.duplicates for r in kept)
             outcome.applied = sum(r.applied for r in kept)
+            outcome.repeats = sum(r.repeats for r in kept)
+            outcome.redelivered = sum(r.redelivered for r in kept)
         return outcome, conflicts
 
-    def _run(self, snap: EntitySnapshot, events: list[tuple[int, EntityEvent]]) -> _Run:
+    def _volume_scale(self, clock: int, first_seen: int) -> VolumeScale:
+        g = self.geometry
+        observed = g.bucket(clock) - g.window_buckets - g.bucket(first_seen) + 1
+        span = g.baseline_buckets - g.window_buckets
+        return VolumeScale(g.window_buckets, max(0, min(span, observed)), self.bucket_seconds)
+
+    def _run(self, snap: EntitySnapshot, events: list[EntityEvent]) -> _Run:
         g, cfg = self.geometry, self.cfg
-        clock = snap.clock_ms
+        clock, first_seen = snap.clock_ms, snap.first_seen_ms
         window, baseline = snap.window.copy(), snap.baseline.copy()
-        det: DetectorState = snap.detector
-        stored = snap.buckets
+        dets = {k: snap.detectors.get(k) or DetectorState() for k in self.kinds}
+        stored, clock_bucket = snap.buckets, snap.clock_bucket
         deltas: dict[int, Counts] = {}
         seen_before = snap.seen
-        seen: dict[str, int] = {}
+        seen: dict[str, SeenEntry] = {}
+        index = (
+            StoryIndex.from_dict(
+                {k: f"{ms}:{s}" for k, (s, ms) in snap.stories.items()},
+                window_ms=self.novelty_ms,
+                max_keys=1 << 40,
+            )
+            if self.novelty_ms
+            else None
+        )
+        is_story_entity = snap.entity == STORY_ENTITY
         fired: list[_Fired] = []
-        items: list[tuple[int, int, int, EntityEvent]] = []  # (index, bucket, neg micros, ev)
-        late: list[tuple[int, EntityEvent]] = []
-        duplicates = 0
+        items: list[_Item] = []
+        late: list[EntityEvent] = []
+        stories: list[StoryOutcome] = []
+        duplicates = applied = repeats = redelivered = 0
 
         bms, wb, bb = g.bucket_ms, g.window_buckets, g.baseline_buckets
         lateness_ms, retention_ms = g.lateness_ms, g.retention_buckets * bms
-        min_neg = cfg.min_negative_count
         layers = (stored, deltas)
         slide = g.slide_layers
 
-        for idx, ev in events:
-            t = ev.event_time_ms
-            prev = seen.get(ev.id)
-            if prev is None:
-                prev = seen_before.get(ev.id)
-            # the rules of WindowGeometry.seen_cutoff_ms and is_late, inlined (hot loop)
-            if prev is not None and (clock is None or prev >= clock - retention_ms):
-                duplicates += 1
+        for idx, ev in enumerate(events):
+            t, src = ev.event_time_ms, ev.source
+            entry = seen.get(ev.id) or seen_before.get(ev.id)
+            # the rules of WindowGeometry.seen_cutoff_ms and the late rule, inlined (hot loop)
+            if entry is not None and (clock is None or entry.event_ms >= clock - retention_ms):
+                if src and src in entry.sources:
+                    redelivered += 1
+                    if is_story_entity:
+                        stories.append(self._story_again(ev, entry, index))
+                    continue
+                seen[ev.id] = entry.with_source(src)
+                if entry.late:
+                    late.append(ev)
+                    if is_story_entity:
+                        stories.append(StoryOutcome(ev, None, None))
+                else:
+                    duplicates += 1
+                    if is_story_entity:
+                        stories.append(self._story_again(ev, entry, index))
                 continue
             if clock is not None and t < clock - lateness_ms:
-                late.append((idx, ev))
+                late.append(ev)
+                seen[ev.id] = SeenEntry(clock, True, (src,) if src else ())
+                if is_story_entity:
+                    stories.append(StoryOutcome(ev, None, None))
                 continue
+            seen[ev.id] = SeenEntry(t, False, (src,) if src else ())
             if clock is None:
                 clock = t
             elif t > clock:
                 if t // bms > clock // bms:
                     slide(window, baseline, clock // bms, t // bms, layers)
+                    clock_bucket = Counts()
                 clock = t
-            sentiment = ev.sentiment
-            micros = round(ev.negative_prob * MICROS)
-            c = Counts(
-                int(sentiment == "negative"),
-                int(sentiment == "neutral"),
-                int(sentiment == "positive"),
-                micros,
+            if first_seen is None or t < first_seen:
+                first_seen = t
+            story_id, repeat = (
+                index.observe(Signature(ev.signature), ev.id, t) if index else (ev.id, False)
             )
+            if is_story_entity:
+                stories.append(StoryOutcome(ev, story_id, "repeat" if repeat else "first"))
+            if repeat:
+                c = Counts(rep=1)
+                repeats += 1
+            else:
+                c = Counts.of_event(ev.sentiment, ev.negative_prob, ev.positive_prob)
+                applied += 1
             b = t // bms
             d = deltas.get(b)
             if d is None:
@@ -249,55 +368,138 @@ class Aggregator:
             else:
                 d.add(c)
             cb = clock // bms
+            if b == cb:
+                clock_bucket.add(c)
             if b > cb - wb:
                 window.add(c)
             elif b > cb - bb:
                 baseline.add(c)
-            seen[ev.id] = t
-            items.append((idx, b, micros, ev))
-            # evaluate() would return (det, None) here; skip it (hot path)
-            if det.status == "idle" and window.neg < min_neg:
-                continue
-            if det.status == "cooldown" and clock < (det.cooldown_until_ms or 0):
-                continue
-            det, tr = evaluate(det, window, baseline, clock, cfg)
-            if tr is not None:
-                fired.append(_Fired(idx, tr, ev, clock))
+            if repeat:
+                continue  # repeats never move a detector
+            items.append(_Item(idx, b, _evidence(ev, story_id)))
+            for kind in self.kinds:
+                det = dets[kind]
+                if not may_change(kind, det, window, clock, cfg):
+                    continue
+                scale = self._volume_scale(clock, first_seen) if kind == "volume" else None
+                new, tr = evaluate(kind, det, window, baseline, clock, cfg, scale)
+                dets[kind] = new
+                if tr is not None:
+                    fired.append(
+                        _Fired(
+                            idx,
+                            tr,
+                            ev,
+                            clock,
+                            window.copy(),
+                            baseline.copy(),
+                            clock_bucket.copy(),
+                            det,
+                            first_seen,
+                        )
+                    )
 
+        commit = self._commit(
+            snap,
+            events,
+            clock,
+            first_seen,
+            window,
+            baseline,
+            dets,
+            deltas,
+            seen,
+            index,
+            items,
+            len(late),
+            duplicates,
+        )
+        return _Run(
+            snap.entity,
+            commit,
+            fired,
+            items,
+            late,
+            stories,
+            duplicates,
+            applied,
+            repeats,
+            redelivered,
+        )
+
+    def _story_again(
+        self, ev: EntityEvent, entry: SeenEntry, index: StoryIndex | None
+    ) -> StoryOutcome:
+        """A copy of an item already counted: its story is the one its headline maps to."""
+        if entry.late:
+            return StoryOutcome(ev, None, None)
+        story = index.lookup(Signature(ev.signature), ev.event_time_ms) if index else None
+        story = story or ev.id
+        return StoryOutcome(ev, story, "first" if story == ev.id else "repeat")
+
+    def _commit(
+        self,
+        snap: EntitySnapshot,
+        events: list[EntityEvent],
+        clock: int | None,
+        first_seen: int | None,
+        window: Counts,
+        baseline: Counts,
+        dets: dict[DetectorKind, DetectorState],
+        deltas: dict[int, Counts],
+        seen: dict[str, SeenEntry],
+        index: StoryIndex | None,
+        items: list[_Item],
+        late: int,
+        duplicates: int,
+    ) -> EntityCommit:
+        g, cfg = self.geometry, self.cfg
         # Evidence of buckets below the final window is never read again (the stores prune
         # it on commit): only this batch's alerts need it, and they take it from ``items``.
         first_evidence = g.window_range(clock).start if clock is not None else 0
-        by_bucket: dict[int, list[tuple[int, int, int, EntityEvent]]] = {}
-        for x in items:
-            if x[1] >= first_evidence:
-                by_bucket.setdefault(x[1], []).append(x)
+        by_bucket: dict[int, list[EvidenceItem]] = {}
+        for it in items:
+            if it.bucket >= first_evidence:
+                by_bucket.setdefault(it.bucket, []).append(it.evidence)
         k = cfg.evidence_size
-        evidence = {
-            b: [_evidence(x) for x in heapq.nsmallest(k, v, key=_rank)]
+        evidence: dict[int, dict[str, list[EvidenceItem]]] = {
+            b: {order: top_evidence(v, k, order) for order in EVIDENCE_ORDERS}
             for b, v in by_bucket.items()
         }
-        token_src = "\x1f".join([snap.entity, str(snap.version), *(ev.id for _, ev in events)])
-        commit = EntityCommit(
+        stories: dict[str, tuple[str, int]] = {}
+        if index is not None:
+            before = {key: f"{ms}:{s}" for key, (s, ms) in snap.stories.items()}
+            for key, value in index.to_dict().items():
+                if before.get(key) != value:
+                    ms, _, story = value.partition(":")
+                    stories[key] = (story, int(ms))
+        token_src = "\x1f".join([snap.entity, str(snap.version), *(ev.id for ev in events)])
+        return EntityCommit(
             entity=snap.entity,
             expected_version=snap.version,
             token=hashlib.sha256(token_src.encode()).hexdigest()[:24],
             clock_ms=clock,
+            first_seen_ms=first_seen,
             window=window,
             baseline=baseline,
-            detector=det,
-            firing_alert=snap.firing_alert if det.status == "firing" else None,
-            was_firing=snap.firing_alert is not None,
+            detectors={str(k): v for k, v in dets.items()},
+            firing={
+                k: v for k, v in snap.firing.items() if k in dets and dets[k].status == "firing"
+            },
+            was_firing=bool(snap.firing),
             bucket_deltas=deltas,
             seen=seen,
+            stories=stories,
             evidence=evidence,
             evidence_size=k,
-            late=len(late),
+            late=late,
             duplicates=duplicates,
             first_kept_bucket=g.first_kept_bucket(clock) if clock is not None else 0,
             first_evidence_bucket=first_evidence,
             seen_cutoff_ms=g.seen_cutoff_ms(clock) if clock is not None else 0,
+            story_cutoff_ms=(clock - self.novelty_ms) if clock is not None else 0,
+            story_max_keys=cfg.novelty_max_keys,
         )
-        return _Run(snap.entity, commit, fired, items, late, duplicates, len(seen))
 
     async def _alerts(self, runs: list[_Run]) -> list[Alert]:
         wanted: dict[str, range] = {}
@@ -309,42 +511,81 @@ class Aggregator:
         if not wanted:
             return []
         stored = await self.store.read_evidence(wanted)
-        out: list[tuple[int, Alert]] = []
+        out: list[Alert] = []
         for r in runs:
-            last_firing: str | None = None
+            firing = dict(r.commit.firing)
             for f in r.fired:
                 alert = self._alert(r, f, stored.get(r.entity, {}))
-                out.append((f.index, alert))
-                last_firing = alert.model_dump_json() if alert.state == "firing" else None
-            if r.fired:
-                r.commit.firing_alert = last_firing
-        return [a for _, a in sorted(out, key=lambda x: x[0])]
+                out.append(alert)
+                r.commit.alerts.append(self._record(alert, f))
+                kind = f.transition.kind
+                if alert.state == "resolved":
+                    firing.pop(kind, None)
+                else:
+                    firing[kind] = alert.model_dump_json()
+            r.commit.firing = {k: v for k, v in firing.items() if k in self.kinds}
+        return out
 
-    def _alert(self, r: _Run, f: _Fired, stored: dict[int, list[EvidenceItem]]) -> Alert:
-        g, t = self.geometry, f.transition
+    def _record(self, alert: Alert, f: _Fired) -> AlertRecord:
+        return AlertRecord(
+            alert.alert_id,
+            f.event.event_time_ms,
+            {
+                "alert": alert.model_dump(mode="json"),
+                "event_ms": f.event.event_time_ms,
+                "clock_ms": f.clock_ms,
+                "partial": f.partial.encode(),
+                "window": f.window.encode(),
+                "baseline": f.baseline.encode(),
+                "state_before": f.state_before.to_dict(),
+                "first_seen_ms": f.first_seen_ms,
+                "config": self._config,
+            },
+        )
+
+    def _alert(self, r: _Run, f: _Fired, stored: dict[int, dict[str, list[EvidenceItem]]]) -> Alert:
+        g, t, cfg = self.geometry, f.transition, self.cfg
         wr = g.window_range(f.clock_ms)
-        cands = [it for b in wr for it in stored.get(b, ())]
-        cands += [_evidence(x) for x in r.items if x[0] <= f.index and x[1] in wr]
+        order = _EVIDENCE_FOR[t.kind]
+        cands = [it for b in wr for it in stored.get(b, {}).get(order, ())]
+        cands += [x.evidence for x in r.items if x.index <= f.index and x.bucket in wr]
+        unique = {it.id: it for it in cands}.values()  # an item is in several orders' lists
         evidence = [
-            Evidence(id=it.id, headline=it.headline, negative_prob=it.negative_prob)
-            for it in top_evidence(cands, self.cfg.evidence_size)
+            Evidence(
+                id=it.id,
+                headline=it.headline,
+                negative_prob=it.negative_prob,
+                positive_prob=it.positive_prob,
+                story_id=it.story_id,
+                span=it.span,
+            )
+            for it in top_evidence(unique, cfg.evidence_size, order)
         ]
+        neg: Stats = stats(f.window, f.baseline, cfg, "negative")
         start_ms, end_ms = g.window_bounds_ms(f.clock_ms)
+        s = t.stats
         return Alert(
-            alert_id=alert_id(r.entity, t.episode, t.episode_start_ms, t.state),
+            alert_id=alert_id(r.entity, t.episode, t.episode_start_ms, t.state, t.kind, t.severity),
+            kind=t.kind,
             state=t.state,
             entity=r.entity,
             severity=t.severity,
+            peak_severity=t.peak_severity,
             episode=t.episode,
             episode_start=ms_to_datetime(t.episode_start_ms),
             window_start=ms_to_datetime(start_ms),
             window_end=ms_to_datetime(end_ms),
-            negative_count=t.stats.negative,
-            total_count=t.stats.total,
-            negative_share=t.stats.share,
-            baseline_share=t.stats.baseline_share,
+            negative_count=f.window.neg,
+            total_count=f.window.total,
+            negative_share=neg.share,
+            baseline_share=neg.baseline if t.kind == "volume" else s.baseline,
             score=t.score,
             threshold=t.threshold,
+            count=s.count,
+            share=s.share,
+            expected_count=s.baseline if t.kind == "volume" else None,
+            repeats=f.window.rep,
+            net_sentiment=f.window.net_sentiment,
             evidence=evidence,
             model_version=f.event.model_version,
             fired_at=ms_to_datetime(f.event.event_time_ms),

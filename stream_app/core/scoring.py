@@ -32,11 +32,12 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from models.labels import SENTIMENT_LABELS
-from stream_app.core.entities import entities_for, item_links
+from stream_app.core.entities import MARKET, entities_for, item_links
 from stream_app.core.linking import CompanyLinker
+from stream_app.core.novelty import signatures
 from stream_app.schemas import EntityEvent, NewsItem, ScoredNews
 
-__all__ = ["PredictorLike", "ScoreResult", "Scorer", "to_entity_events"]
+__all__ = ["PredictorLike", "ScoreResult", "Scorer", "Source", "to_entity_events"]
 
 
 class PredictorLike(Protocol):
@@ -134,26 +135,63 @@ class Scorer:
             raise _Unusable(f"unusable prediction: {exc.errors()[0].get('msg')}") from None
 
 
-def to_entity_events(scored: Sequence[ScoredNews]) -> list[EntityEvent]:
-    """One event per (item, entity), in item order then entity order."""
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a scored item's news record came from (Kafka position and timestamp)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None = None
+
+
+def to_entity_events(
+    scored: Sequence[ScoredNews],
+    sources: Sequence[Source] | None = None,
+    *,
+    with_record: bool = True,
+) -> list[EntityEvent]:
+    """One event per (item, entity), in item order then entity order.
+
+    Each carries the headline's novelty signature (computed once per batch), the entity's
+    relevance and span when the item names it (entity linking), the item's Kafka position
+    when ``sources`` gives it, and -- on the ``market`` event only, ``with_record`` -- the
+    scored record, which the aggregator publishes to ``news.scored``.
+    """
+    sigs = signatures([s.headline for s in scored])
     out: list[EntityEvent] = []
-    for s in scored:
-        neg = min(1.0, max(0.0, s.sentiment_probs.get("negative", 0.0)))
-        t = s.event_time_ms
-        by_entity = {lk.entity: lk for lk in s.links}
+    for i, s in enumerate(scored):
+        src = sources[i] if sources is not None else None
+        probs = s.sentiment_probs
+        neg = min(1.0, max(0.0, probs.get("negative", 0.0)))
+        pos = min(1.0, max(0.0, probs.get("positive", 0.0)))
+        links = {link.entity: link for link in getattr(s, "links", None) or ()}
+        common: dict[str, Any] = {
+            "id": s.id,
+            "event_time_ms": s.event_time_ms,
+            "sentiment": s.sentiment,
+            "negative_prob": neg,
+            "positive_prob": pos,
+            "headline": s.headline,
+            "model_version": s.model_version,
+            "signature": sigs[i].wire,
+        }
+        if src is not None:
+            common.update(
+                source_topic=src.topic,
+                source_partition=src.partition,
+                source_offset=src.offset,
+                ingest_ms=src.timestamp_ms,
+            )
         for entity in s.entities:
-            link = by_entity.get(entity)
+            link = links.get(entity)
             out.append(
                 EntityEvent(
                     entity=entity,
-                    id=s.id,
-                    event_time_ms=t,
-                    sentiment=s.sentiment,
-                    negative_prob=neg,
-                    headline=s.headline,
-                    model_version=s.model_version,
-                    relevance=1.0 if link is None else link.relevance,
-                    span=None if link is None else link.span,
+                    relevance=link.relevance if link is not None else 1.0,
+                    span=tuple(link.span) if link is not None and link.span else None,
+                    scored=s.model_dump(mode="json") if with_record and entity == MARKET else None,
+                    **common,
                 )
             )
     return out

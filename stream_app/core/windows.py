@@ -31,37 +31,56 @@ MICROS = 1_000_000
 
 @dataclass(slots=True)
 class Counts:
-    """Sentiment counts of a set of events. ``neg_prob_micros`` keeps sums exact (integers)."""
+    """What a set of events adds to a bucket or a window; integer sums, so always exact.
+
+    ``neg``/``neu``/``pos`` count *first* stories by predicted label and
+    ``neg_prob_micros``/``pos_prob_micros`` sum their probabilities in millionths (the net
+    sentiment is their difference over ``total``). ``rep`` counts syndicated repeats, which
+    the detectors do not count as news (issue 11) but the desk wants to see.
+    """
 
     neg: int = 0
     neu: int = 0
     pos: int = 0
     neg_prob_micros: int = 0
+    pos_prob_micros: int = 0
+    rep: int = 0
 
     @classmethod
-    def of_event(cls, sentiment: str, negative_prob: float) -> Counts:
+    def of_event(cls, sentiment: str, negative_prob: float, positive_prob: float = 0.0) -> Counts:
         return cls(
             int(sentiment == "negative"),
             int(sentiment == "neutral"),
             int(sentiment == "positive"),
             round(negative_prob * MICROS),
+            round(positive_prob * MICROS),
         )
 
     @property
     def total(self) -> int:
         return self.neg + self.neu + self.pos
 
+    @property
+    def net_sentiment(self) -> float | None:
+        """Mean of p_positive - p_negative over the first stories; None without any."""
+        n = self.neg + self.neu + self.pos
+        return (self.pos_prob_micros - self.neg_prob_micros) / MICROS / n if n else None
+
     def add(self, other: Counts) -> None:
         self.neg += other.neg
         self.neu += other.neu
         self.pos += other.pos
         self.neg_prob_micros += other.neg_prob_micros
+        self.pos_prob_micros += other.pos_prob_micros
+        self.rep += other.rep
 
     def sub(self, other: Counts) -> None:
         self.neg -= other.neg
         self.neu -= other.neu
         self.pos -= other.pos
         self.neg_prob_micros -= other.neg_prob_micros
+        self.pos_prob_micros -= other.pos_prob_micros
+        self.rep -= other.rep
 
     def __add__(self, other: Counts) -> Counts:
         out = self.copy()
@@ -74,10 +93,19 @@ class Counts:
         return out
 
     def copy(self) -> Counts:
-        return Counts(self.neg, self.neu, self.pos, self.neg_prob_micros)
+        return Counts(
+            self.neg, self.neu, self.pos, self.neg_prob_micros, self.pos_prob_micros, self.rep
+        )
+
+    def clear(self) -> None:
+        self.neg = self.neu = self.pos = self.neg_prob_micros = self.pos_prob_micros = 0
+        self.rep = 0
 
     def encode(self) -> str:
-        return f"{self.neg},{self.neu},{self.pos},{self.neg_prob_micros}"
+        return (
+            f"{self.neg},{self.neu},{self.pos},{self.neg_prob_micros},"
+            f"{self.pos_prob_micros},{self.rep}"
+        )
 
     @classmethod
     def decode(cls, text: str | bytes | None) -> Counts:
@@ -85,8 +113,7 @@ class Counts:
             return cls()
         if isinstance(text, bytes):
             text = text.decode()
-        n, u, p, m = text.split(",")
-        return cls(int(n), int(u), int(p), int(m))
+        return cls(*(int(v) for v in text.split(",")))
 
 
 def _present(r: range, layer: Mapping[int, Counts]) -> Iterable[int]:
@@ -166,8 +193,8 @@ class WindowGeometry:
         if b2 <= b1:
             return
         if b2 - b1 >= self.baseline_buckets:
-            for c in (window, baseline):
-                c.neg = c.neu = c.pos = c.neg_prob_micros = 0
+            window.clear()
+            baseline.clear()
             return
         to_baseline, expired = self.transition_ranges(b1, b2)
         for layer in layers:

@@ -131,28 +131,19 @@ class BacktestRun:
     dead_lettered: Counter[str] = field(default_factory=Counter)
     scored: int = 0
     applied: int = 0
+    repeats: int = 0
     duplicates: int = 0
     late: int = 0
     buckets: dict[str, dict[int, Counts]] = field(default_factory=dict)
+    stories: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    scored_records: list[dict[str, Any]] = field(default_factory=list)
     model_version: str | None = None
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)  # first predictor failure details
 
 
-def _count_buckets(run: BacktestRun, events: Sequence[EntityEvent], bucket_ms: int) -> None:
-    buckets = run.buckets
-    for ev in events:
-        per = buckets.get(ev.entity)
-        if per is None:
-            per = buckets[ev.entity] = {}
-        b = ev.event_time_ms // bucket_ms
-        c = per.get(b)
-        if c is None:
-            c = per[b] = Counts()
-        c.add(Counts.of_event(ev.sentiment, ev.negative_prob))
-
-
 _QUEUE_BATCHES = 8  # scored batches the model thread may run ahead of the aggregator
+_AGGREGATE_EVENTS = 2048  # entity events per aggregator call (results do not depend on it)
 
 
 def _score_all(
@@ -178,26 +169,40 @@ def _score_all(
 class _Driver:
     """One backtest run: the model scores 64-text batches, the aggregator takes large ones.
 
-    Its results do not depend on batch cuts, and each aggregator batch costs a store
-    read/commit per entity, so fewer, larger aggregator batches are less work.
+    Scored batches go through a ``Sequencer`` exactly as entity-topic records do in the
+    worker (one news partition whose progress is the feed's event time so far, since the
+    feed is sorted), so events reach the aggregator in the order a live worker releases
+    them: the same alerts and story ids. Results do not depend on batch cuts, and each
+    aggregator batch costs a store read/commit per entity, so fewer, larger aggregator
+    batches are less work.
     """
 
     def __init__(
-        self, settings: Settings, predictor: Any, aggregate_batch_size: int, bar: Any
+        self,
+        settings: Settings,
+        predictor: Any,
+        aggregate_batch_size: int,
+        bar: Any,
+        keep_scored: bool = False,
     ) -> None:
         from stream_app.core.aggregator import Aggregator
+        from stream_app.core.sequencer import Sequencer
         from stream_app.model import make_scorer
         from stream_app.store.memory import MemoryWindowStore
 
         self.run = BacktestRun()
         self.scorer = make_scorer(settings, predictor)  # links exactly as the worker does
         self.predictor = predictor
-        self.aggregator = Aggregator(MemoryWindowStore(), settings.window, settings.detector)
-        self.bucket_ms = settings.window.bucket_seconds * 1000
+        self.store = MemoryWindowStore(keep_history=True)
+        self.aggregator = Aggregator(self.store, settings.window, settings.detector)
+        self.sequencer = Sequencer()
         self.aggregate_batch_size = aggregate_batch_size
         self.bar = bar
+        self.keep_scored = keep_scored
         self.pending: list[EntityEvent] = []
         self.pending_items = 0
+        self.progress = -(2**62)
+        self.taken = 0
         self._alert_ids: set[str] = set()
 
     async def _emit(self, outcome: Any) -> None:
@@ -205,13 +210,18 @@ class _Driver:
             if alert.alert_id not in self._alert_ids:
                 self._alert_ids.add(alert.alert_id)
                 self.run.alerts.append(alert)
+        for story in outcome.stories:
+            self.run.stories.setdefault(story.event.id, (story.story_id, story.novelty))
 
-    async def flush(self) -> None:
-        """Aggregate the events taken so far and advance the progress bar."""
+    async def flush(self, final: bool = False) -> None:
+        """Aggregate the events released so far (all of them when ``final``)."""
         run = self.run
+        if final:
+            self.pending += self.sequencer.flush().events
         if self.pending:
             outcome = await self.aggregator.process(self.pending, self._emit)
             run.applied += outcome.applied
+            run.repeats += outcome.repeats
             run.duplicates += outcome.duplicates
             run.late += len(outcome.late)
             run.dead_lettered["late_event"] += len(outcome.late)
@@ -220,8 +230,9 @@ class _Driver:
         self.pending, self.pending_items = [], 0
 
     async def take(self, n_items: int, result: Any) -> None:
-        """One scored batch: count failures, collect its entity events, maybe aggregate."""
+        """One scored batch: count failures, sequence its entity events, maybe aggregate."""
         from stream_app.core.scoring import to_entity_events
+        from stream_app.schemas import EntityBatch
 
         run = self.run
         scored = list(result.scored)
@@ -231,9 +242,14 @@ class _Driver:
             run.failures.append(entry[1])
         if scored and run.model_version is None:
             run.model_version = scored[0].model_version
-        events = to_entity_events(scored)
-        _count_buckets(run, events, self.bucket_ms)
-        self.pending += events
+        if self.keep_scored:
+            run.scored_records += [x.model_dump(mode="json") for x in scored]
+        events = to_entity_events(scored, with_record=False)
+        self.progress = max([self.progress, *(x.event_time_ms for x in scored)])
+        batch = EntityBatch(source_partitions=1, progress={0: self.progress}, events=events)
+        self.taken += 1
+        self.pending += self.sequencer.offer(self.taken, batch)
+        self.pending += self.sequencer.release().events
         self.pending_items += n_items
         if len(self.pending) >= self.aggregate_batch_size:
             await self.flush()
@@ -283,6 +299,7 @@ async def _run(
     batch_size: int,
     progress: bool,
     aggregate_batch_size: int,
+    keep_scored: bool = False,
 ) -> BacktestRun:
     from tqdm import tqdm
 
@@ -290,12 +307,13 @@ async def _run(
     batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
     started = time.perf_counter()
     with tqdm(total=len(items), unit="item", desc="backtest", disable=not progress) as bar:
-        driver = _Driver(settings, predictor, aggregate_batch_size, bar)
+        driver = _Driver(settings, predictor, aggregate_batch_size, bar, keep_scored)
         driver.run.dead_lettered.update(b.reason for b in feed.bad)
         done = await driver.warm_prefix(batches)
         await driver.overlapped(batches[done:])
-        await driver.flush()
+        await driver.flush(final=True)
     run = driver.run
+    run.buckets = driver.store.history
     run.seconds = time.perf_counter() - started
     run.dead_lettered = +run.dead_lettered  # drop zero counts
     return run
@@ -309,13 +327,17 @@ def run_backtest(
     batch_size: int | None = None,
     aggregate_batch_size: int | None = None,
     progress: bool = False,
+    keep_scored: bool = False,
 ) -> BacktestRun:
-    """``batch_size`` texts per model call; ``aggregate_batch_size`` events per aggregator call."""
+    """``batch_size`` texts per model call; ``aggregate_batch_size`` events per aggregator call.
+
+    ``keep_scored`` keeps every scored record (``scored.jsonl``: memory grows with the feed).
+    """
     size = settings.batch_size if batch_size is None else batch_size
-    events = settings.aggregate_batch_size if aggregate_batch_size is None else aggregate_batch_size
+    events = _AGGREGATE_EVENTS if aggregate_batch_size is None else aggregate_batch_size
     if size < 1 or events < 1:  # 0 is an error, not "the default"
         raise BacktestError(f"batch sizes must be >= 1, got {size} and {events}")
-    return asyncio.run(_run(feed, settings, predictor, size, progress, events))
+    return asyncio.run(_run(feed, settings, predictor, size, progress, events, keep_scored))
 
 
 def _summary(
@@ -330,8 +352,10 @@ def _summary(
 ) -> dict[str, Any]:
     per_entity: dict[str, dict[str, int]] = {}
     for a in run.alerts:
-        per_entity.setdefault(a.entity, {"firing": 0, "resolved": 0})[a.state] += 1
+        counts = per_entity.setdefault(a.entity, {"firing": 0, "escalated": 0, "resolved": 0})
+        counts[a.state] += 1
     states = Counter(a.state for a in run.alerts)
+    kinds = Counter(a.kind for a in run.alerts if a.state == "firing")
     return {
         "feed": str(source),
         "rows": len(feed.items) + len(feed.bad) + feed.filtered,
@@ -345,12 +369,15 @@ def _summary(
         ],
         "predictor_failures": run.failures,
         "entity_events_applied": run.applied,
+        "story_repeats": run.repeats,
         "duplicates": run.duplicates,
         "late_events": run.late,
         "alerts": {
             "total": len(run.alerts),
             "firing": states["firing"],
+            "escalated": states["escalated"],
             "resolved": states["resolved"],
+            "firing_by_kind": dict(sorted(kinds.items())),
         },
         "alerts_by_entity": dict(sorted(per_entity.items())),
         "model_version": run.model_version or getattr(predictor, "model_version", None),
@@ -390,6 +417,12 @@ def write_outputs(
     entities = {a.entity for a in run.alerts} | {"market"}
     entities |= {e["entity"] for e in summary.get("truth", {}).get("per_event", [])}
     write_timeseries(output / "timeseries.csv", run.buckets, sorted(entities), settings)
+    if run.scored_records:
+        with (output / "scored.jsonl").open("w", encoding="utf-8") as fh:
+            for record in run.scored_records:
+                story_id, novelty = run.stories.get(record["id"], (None, None))
+                record = {**record, "story_id": story_id, "novelty": novelty}
+                fh.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
     (output / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
 
@@ -423,6 +456,7 @@ def backtest(
     price_options: PriceOptions | None = None,
     assertions: Sequence[Condition] = (),
     predictor: Any | None = None,
+    scored: bool = False,
 ) -> dict[str, Any]:
     """``finpulse backtest``: run a feed, write ``output``, return the summary.
 
@@ -444,7 +478,8 @@ def backtest(
     )
     if predictor is None:
         predictor = build_predictor(settings, cache_dir=cache_dir, use_cache=use_cache)
-    run = run_backtest(feed, settings, predictor, batch_size=batch_size, progress=progress)
+    run = run_backtest(feed, settings, predictor, batch_size=batch_size, progress=progress,
+                       keep_scored=scored)  # fmt: skip
     summary = _summary(run, feed, settings, source=feed_path, overrides=overrides,
                        batch_size=batch_size, predictor=predictor)  # fmt: skip
     truth = _truth_events(feed, truth_path)

@@ -32,8 +32,9 @@ __all__ = ["SeriesPoint", "entity_series", "write_report", "write_timeseries"]
 
 MAX_CHARTS = 12
 SERIES_COLUMNS = (
-    "entity", "bucket_start", "negative", "neutral", "positive", "total",
-    "window_negative", "window_total", "window_negative_share", "baseline_share", "score",
+    "entity", "bucket_start", "negative", "neutral", "positive", "total", "repeats",
+    "net_sentiment", "window_negative", "window_total", "window_negative_share",
+    "baseline_share", "score", "window_net_sentiment",
 )  # fmt: skip
 
 
@@ -64,8 +65,7 @@ def entity_series(buckets: Mapping[int, Counts], settings: Settings) -> Iterator
         window.add(buckets.get(b, zero))
         s = stats(window, baseline, settings.detector)
         start = datetime.fromtimestamp(b * geometry.bucket_ms / 1000, UTC)
-        yield SeriesPoint(start, buckets.get(b, zero), window.copy(), s.share, s.baseline_share,
-                          s.z)  # fmt: skip
+        yield SeriesPoint(start, buckets.get(b, zero), window.copy(), s.share, s.baseline, s.z)
 
 
 def write_timeseries(
@@ -77,10 +77,12 @@ def write_timeseries(
         writer.writerow(SERIES_COLUMNS)
         for entity in entities:
             for p in entity_series(buckets.get(entity, {}), settings):
+                net, window_net = p.bucket.net_sentiment, p.window.net_sentiment
                 writer.writerow([
                     entity, p.bucket_start.isoformat(), p.bucket.neg, p.bucket.neu, p.bucket.pos,
-                    p.bucket.total, p.window.neg, p.window.total, f"{p.share:.4f}",
-                    f"{p.baseline_share:.4f}", f"{p.score:.3f}",
+                    p.bucket.total, p.bucket.rep, "" if net is None else f"{net:.4f}",
+                    p.window.neg, p.window.total, f"{p.share:.4f}", f"{p.baseline_share:.4f}",
+                    f"{p.score:.3f}", "" if window_net is None else f"{window_net:.4f}",
                 ])  # fmt: skip
 
 

@@ -27,12 +27,12 @@ import faust
 
 from stream_app.config import Settings
 from stream_app.model import load_linker, load_worker_predictor, make_scorer
-from stream_app.service.aggregate import AggregateStage
+from stream_app.service.aggregate import AggregateStage, RecordRef, ref_of
 from stream_app.service.batches import Record, run_with_retry
-from stream_app.service.broker import ensure_topics, faust_credentials
+from stream_app.service.broker import ensure_topics, faust_credentials, topic_partitions
 from stream_app.service.health import HealthState
 from stream_app.service.metrics import Metrics
-from stream_app.service.score import ScoreStage
+from stream_app.service.score import ScoreStage, Topology
 from stream_app.service.web import WebApi, install
 
 __all__ = ["FinpulseApp", "create_app", "run_worker"]
@@ -87,9 +87,11 @@ class _FaustPublisher:
         self._app = app
         self._names = {name: t.get_topic_name() for name, t in topics.items()}
 
-    async def send(self, topic: str, key: bytes | None, value: bytes) -> Any:
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> Any:
         producer = await self._app.maybe_start_producer()  # started once; cheap after
-        return await producer.send(self._names[topic], key, value, None, None, None)
+        return await producer.send(self._names[topic], key, value, partition, None, None)
 
 
 def _record(event: Any) -> Record:
@@ -126,17 +128,47 @@ def _faust_datadir(app_id: str) -> Path:
     return Path(tempfile.gettempdir()) / "finpulse-faust" / app_id
 
 
+def _news_watch(app: faust.App, topic: str) -> tuple[Any, Any]:
+    """``assigned_news`` and ``caught_up`` for the score stage's ``Topology``.
+
+    Caught up: the consumer has read (or had committed) everything up to the partition's
+    high-water mark, as far as the last fetch response knows; unknown means no.
+    """
+    from faust.types import TP
+
+    def assigned() -> set[int]:
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+
+    def caught_up(partition: int) -> bool:
+        consumer = app.consumer
+        tp = TP(topic, partition)
+        high = consumer.highwater(tp)
+        if high is None:
+            return False
+        read = getattr(consumer, "_read_offset", {}).get(tp)
+        position = read + 1 if read is not None else (
+            getattr(consumer, "_committed_offset", {}).get(tp) or 0
+        )
+        return int(position) >= int(high)
+
+    return assigned, caught_up
+
+
 def create_app(
     settings: Settings,
     *,
     predictor: Any | None = None,
     store: Any | None = None,
     linker: Any | None = None,
+    partitions: dict[str, int] | None = None,
 ) -> FinpulseApp:
     """Build the worker app. ``predictor``/``store``/``linker`` default to the configured
-    model, Redis and company linker (``stream_app.model.load_linker``)."""
+    model, Redis and company linker (``stream_app.model.load_linker``).
+
+    ``partitions``: the partition counts of the news and entity topics as the broker has
+    them (``run_worker`` asks it); ``Settings.topic_partitions`` where not given.
+    """
     from stream_app.core.aggregator import Aggregator
-    from stream_app.core.scoring import to_entity_events
 
     if linker is None:
         linker = load_linker(settings)  # a bad FINPULSE_ALIASES_FILE stops here, file:line
@@ -144,6 +176,7 @@ def create_app(
         predictor = load_worker_predictor(settings)
     if store is None:
         store = _redis_store(settings)
+    counts = partitions or {}
 
     session = settings.broker_session_timeout
     app = FinpulseApp(
@@ -177,7 +210,7 @@ def create_app(
             name,
             key_serializer="raw",
             value_serializer="raw",
-            partitions=settings.topic_partitions,
+            partitions=counts.get(name, settings.topic_partitions),
             replicas=settings.topic_replication,
         )
 
@@ -196,34 +229,65 @@ def create_app(
     metrics = Metrics()
     metrics.set_lag_reader(_lag_reader(app))
     health = HealthState(app_id=settings.app_id, model_version=str(predictor.model_version))
+    assigned, caught_up = _news_watch(app, settings.topic_news)
+    topology = Topology(
+        news_partitions=counts.get(settings.topic_news, settings.topic_partitions),
+        entity_partitions=counts.get(settings.topic_entity_events, settings.topic_partitions),
+        assigned_news=assigned,
+        caught_up=caught_up,
+    )
     scorer = make_scorer(settings, predictor, linker)
-    score_stage = ScoreStage(settings, scorer, to_entity_events, publisher, metrics)
+    score_stage = ScoreStage(settings, scorer, publisher, metrics, topology)
     aggregator = Aggregator(store, settings.window, settings.detector)
     aggregate_stage = AggregateStage(settings, lambda: aggregator, publisher, metrics)
     app.finpulse_resources.append(score_stage)
     backoff = min(5.0, settings.redis_retry_max_seconds)
+    held: dict[RecordRef, Any] = {}  # aggregate-side events not yet acknowledged
 
-    async def run_batches(stream: Any, stage: ScoreStage | AggregateStage, size: int) -> None:
-        async for events in stream.noack_take(size, within=settings.batch_max_wait):
-            records: Sequence[Record] = [_record(e) for e in events]
-            await run_with_retry(
-                stage.agent,
-                functools.partial(stage.process, records),
-                health=health,
-                metrics=metrics,
-                max_backoff=backoff,
-                stopping=lambda: bool(app.should_stop),
-            )
-            for event in events:
-                await stream.ack(event)
+    def retrying(stage: ScoreStage | AggregateStage, records: Sequence[Record]) -> Any:
+        return run_with_retry(
+            stage.agent,
+            functools.partial(stage.process, records),
+            health=health,
+            metrics=metrics,
+            max_backoff=backoff,
+            stopping=lambda: bool(app.should_stop),
+        )
 
     @app.agent(news, name="finpulse.score")
     async def score(stream: Any) -> None:
-        await run_batches(stream, score_stage, settings.batch_size)
+        async for events in stream.noack_take(settings.batch_size, within=settings.batch_max_wait):
+            await retrying(score_stage, [_record(e) for e in events])
+            for event in events:
+                await stream.ack(event)
 
     @app.agent(entity_events, name="finpulse.aggregate")
     async def aggregate(stream: Any) -> None:
-        await run_batches(stream, aggregate_stage, settings.aggregate_batch_size)
+        size, within = settings.aggregate_batch_records, settings.batch_max_wait
+        async for events in stream.noack_take(size, within=within):
+            records = [_record(e) for e in events]
+            held.update(zip((ref_of(r) for r in records), events, strict=True))
+            for ref in await retrying(aggregate_stage, records):
+                event = held.pop(ref, None)
+                if event is not None:
+                    await stream.ack(event)
+
+    @app.timer(interval=max(0.1, settings.watermark_idle_seconds / 2))
+    async def heartbeat() -> None:
+        try:
+            await score_stage.heartbeat()
+        except Exception as exc:  # the next batch or beat carries the progress anyway
+            log.warning("progress heartbeat failed: %s", exc)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust's signal typing
+    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        mine = {tp.partition for tp in revoked if tp.topic == settings.topic_entity_events}
+        aggregate_stage.revoke(mine)
+        for ref in [r for r in held if r[1] in mine]:
+            del held[ref]
+        score_stage.progress.forget(
+            tp.partition for tp in revoked if tp.topic == settings.topic_news
+        )
 
     reader, probe = _read_side(settings, store, app.finpulse_resources)
     api = WebApi(
@@ -232,6 +296,8 @@ def create_app(
         health=health,
         api_token=settings.api_token.get_secret_value() if settings.api_token else None,
         ping=probe,
+        window=settings.window,
+        detector=settings.detector,
     )
     install(app, api)
     app.finpulse_metrics = metrics  # type: ignore[attr-defined]
@@ -286,7 +352,10 @@ def run_worker(settings: Settings, *, predictor: Any | None = None, verbose: boo
     if predictor is None:
         predictor = load_worker_predictor(settings)  # fail fast: no model, no broker traffic
     asyncio.run(ensure_topics(settings))  # fail fast with a clear broker error
-    app = create_app(settings, predictor=predictor, linker=linker)
+    partitions = asyncio.run(
+        topic_partitions(settings, [settings.topic_news, settings.topic_entity_events])
+    )
+    app = create_app(settings, predictor=predictor, linker=linker, partitions=partitions)
     worker = faust.Worker(
         app,
         loglevel="debug" if verbose else "info",

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from stream_app.service.health import HealthState
 from stream_app.service.metrics import Metrics
 
-__all__ = ["Publisher", "Record", "publish_all", "run_with_retry", "wire"]
+__all__ = ["Message", "Publisher", "Record", "publish_all", "run_with_retry", "wire"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,14 +49,18 @@ class Record:
 class Publisher(Protocol):
     """Sends one record; the returned awaitable resolves when the broker acknowledged it."""
 
-    async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]: ...
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> Awaitable[Any]: ...
 
 
-async def publish_all(
-    publisher: Publisher, messages: Sequence[tuple[str, bytes | None, bytes]]
-) -> None:
+# topic, key, value, partition (None: the producer's partitioner picks by key)
+Message = tuple[str, bytes | None, bytes, int | None]
+
+
+async def publish_all(publisher: Publisher, messages: Sequence[Message]) -> None:
     """Send all, then wait for every acknowledgement (sends pipeline; acks are awaited once)."""
-    pending = [await publisher.send(topic, key, value) for topic, key, value in messages]
+    pending = [await publisher.send(t, k, v, p) for t, k, v, p in messages]
     await asyncio.gather(*pending)
 
 

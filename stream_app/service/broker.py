@@ -26,6 +26,7 @@ __all__ = [
     "faust_credentials",
     "ssl_context",
     "start_client",
+    "topic_partitions",
 ]
 
 log = logging.getLogger(__name__)
@@ -172,3 +173,27 @@ async def ensure_topics(settings: Settings, topics: list[str] | None = None) -> 
         return created
     finally:
         await admin.close()
+
+
+async def topic_partitions(settings: Settings, topics: list[str]) -> dict[str, int]:
+    """How many partitions the broker has for each of ``topics`` (missing ones are left out).
+
+    The score stage routes entity events by ``crc32(entity) % partitions`` and the
+    aggregators wait for every news partition, so both must use the broker's counts, not
+    the configured default (a topic created elsewhere may differ).
+    """
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(**aiokafka_kwargs(settings), group_id=None,
+                                enable_auto_commit=False, request_timeout_ms=15_000)  # fmt: skip
+    try:
+        await consumer.start()
+    except Exception as exc:
+        await consumer.stop()
+        raise BrokerError(f"cannot reach broker {settings.broker}: {exc}") from exc
+    try:
+        await consumer.topics()  # refreshes metadata; partitions_for_topic reads the cache
+        found = {t: consumer.partitions_for_topic(t) for t in topics}
+        return {t: len(parts) for t, parts in found.items() if parts}
+    finally:
+        await consumer.stop()

@@ -47,15 +47,29 @@ class Metrics:
             "finpulse_entity_events", "Entity events aggregated into windows", registry=r
         )
         self.late_events = Counter(
-            "finpulse_late_events", "Entity events older than the allowed lateness", registry=r
+            "finpulse_late_events",
+            "Entity events older than the allowed lateness (each copy counted once)",
+            registry=r,
         )
         self.duplicate_events = Counter(
             "finpulse_duplicate_events",
-            "Entity events already counted (redelivery), dropped",
+            "Entity events whose id was already counted (another copy upstream), dropped",
+            registry=r,
+        )
+        self.repeats = Counter(
+            "finpulse_story_repeats",
+            "Entity events whose headline repeats a recent story of the entity (not counted "
+            "by the detectors)",
             registry=r,
         )
         self.alerts = Counter(
-            "finpulse_alerts", "Alerts published, by state", ["state"], registry=r
+            "finpulse_alerts", "Alerts published, by state and kind", ["state", "kind"], registry=r
+        )
+        self.watermark_lag = Gauge(
+            "finpulse_watermark_lag_seconds",
+            "Wall clock minus the event-time watermark, per entity-topic partition",
+            ["partition"],
+            registry=r,
         )
         self.batch_size = Histogram(
             "finpulse_batch_size",

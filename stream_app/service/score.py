@@ -1,9 +1,16 @@
-"""The score stage: raw news records -> validation -> model -> scored and entity records.
+"""The score stage: raw news records -> validation -> model -> entity-topic records.
 
 Bad records are dead-lettered with the original bytes and their source position; the
-model runs in a worker thread; every valid item fans out to ``news.scored`` and to one
-entity event per (item, entity) on the re-keyed entity topic. Bad *data* never raises
-here: every record ends scored or dead-lettered.
+model runs in a worker thread; every valid item becomes one entity event per (item,
+entity), sent as one ``EntityBatch`` record per entity-topic partition (``core.fanout``),
+each carrying how far this worker's news partitions have progressed in event time, so
+the aggregators can release events in event-time order (``core.sequencer``). The scored
+record itself rides on the item's ``market`` event; the aggregator owning ``market``
+publishes it to ``news.scored`` with its story id. Bad *data* never raises here: every
+record ends in an entity batch or in the dead-letter topic.
+
+``heartbeat`` sends progress alone when nothing else does (a quiet or idle partition), so
+no aggregator waits on this worker's partitions longer than it must.
 """
 
 from __future__ import annotations
@@ -12,19 +19,32 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from stream_app.config import Settings
+from stream_app.core.fanout import Progress, fan_out
+from stream_app.core.scoring import Source, to_entity_events
 from stream_app.core.validation import InvalidRecord, parse_news
-from stream_app.schemas import DeadLetter, EntityEvent, NewsItem
-from stream_app.service.batches import Publisher, Record, publish_all
+from stream_app.schemas import DeadLetter, NewsItem
+from stream_app.service.batches import Message, Publisher, Record, publish_all, wire
 from stream_app.service.metrics import Metrics
 
-__all__ = ["ScoreStage"]
+__all__ = ["ScoreStage", "Topology"]
 
 
 class _ScorerLike(Protocol):
     def score(self, items: Sequence[NewsItem]) -> Any: ...
+
+
+@dataclass
+class Topology:
+    """What the stages need to know about the topics; the app fills it from the broker."""
+
+    news_partitions: int
+    entity_partitions: int
+    assigned_news: Callable[[], set[int]] = field(default=lambda: set())
+    caught_up: Callable[[int], bool] = field(default=lambda p: True)
 
 
 class ScoreStage:
@@ -36,16 +56,24 @@ class ScoreStage:
         self,
         settings: Settings,
         scorer: _ScorerLike,
-        to_entity_events: Callable[[Sequence[Any]], Sequence[EntityEvent]],
         publisher: Publisher,
         metrics: Metrics,
+        topology: Topology,
         executor: ThreadPoolExecutor | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._scorer = scorer
-        self._to_entity_events = to_entity_events
         self._publisher = publisher
         self._metrics = metrics
+        self.topology = topology
+        self._clock = clock
+        self.progress = Progress(
+            clock_skew_ms=int(settings.clock_skew_seconds * 1000),
+            idle_ms=int(settings.watermark_idle_seconds * 1000),
+        )
+        self._last_report: tuple[dict[int, int], list[int]] | None = None
+        self._pending: list[tuple[int, int]] = []  # (partition, event ms) of the batch in flight
         # One thread: the model is not re-entrant and torch parallelises inside a call.
         self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="finpulse-model")
 
@@ -54,11 +82,14 @@ class ScoreStage:
 
     def _validate(
         self, records: Sequence[Record]
-    ) -> tuple[list[NewsItem], dict[int, Record], list[DeadLetter]]:
+    ) -> tuple[list[NewsItem], list[Record], list[DeadLetter]]:
         items: list[NewsItem] = []
-        origin: dict[int, Record] = {}  # index into items -> its record
+        origin: list[Record] = []  # the record of each item
         dead: list[DeadLetter] = []
+        now_ms = self._clock() * 1000
+        self._pending = []
         for rec in records:
+            self.progress.touch(rec.partition, now_ms)
             try:
                 item = parse_news(
                     rec.value,  # type: ignore[arg-type]  # None is rejected as not_bytes
@@ -71,66 +102,86 @@ class ScoreStage:
                         rec.value or b"", reason=exc.reason, detail=exc.detail, **rec.source
                     )
                 )
+                # A partition of garbage still progresses (by record time), or it would
+                # hold every watermark back.
+                self._pending.append((rec.partition, rec.timestamp_ms or int(now_ms)))
                 continue
-            origin[len(items)] = rec
+            self._pending.append((rec.partition, item.event_time_ms))
+            origin.append(rec)
             items.append(item)
         return items, origin, dead
 
-    @staticmethod
-    def _with_source(
-        events: Sequence[EntityEvent], items: Sequence[NewsItem], origin: dict[int, Record]
-    ) -> list[EntityEvent]:
-        """Entity events carry their news record's position, so a late one can be traced."""
-        where: dict[str, dict[str, Any]] = {}
-        for i, item in enumerate(items):
-            where.setdefault(item.id, origin[i].source)
-        return [e.model_copy(update=where.get(e.id, {})) for e in events]
+    def _report(self) -> tuple[dict[int, int], list[int]]:
+        topo = self.topology
+        report = self.progress.report(
+            topo.assigned_news(), self._clock() * 1000, topo.caught_up, self._pending
+        )
+        self._last_report = report
+        return report
+
+    def _batches(self, events: Sequence[Any]) -> list[Message]:
+        s, topo = self._settings, self.topology
+        progress, idle = self._report()
+        batches = fan_out(events, topo.entity_partitions, topo.news_partitions, progress, idle)
+        return [(s.topic_entity_events, None, wire(b), p) for p, b in batches]
 
     async def process(self, records: Sequence[Record]) -> tuple[int, int]:
         """Returns (scored, dead-lettered); their sum is ``len(records)``."""
         s = self._settings
         items, origin, dead = self._validate(records)
         scored: list[Any] = []
+        sources: list[Source] = []
         if items:
             loop = asyncio.get_running_loop()
             started = time.perf_counter()
             result = await loop.run_in_executor(self._executor, self._scorer.score, items)
             self._metrics.inference_seconds.observe(time.perf_counter() - started)
             scored = list(result.scored)
-            by_id = {id(item): i for i, item in enumerate(items)}
-            for failed_item, detail in _failures(result):
-                rec = origin[by_id[id(failed_item)]]
-                dead.append(
-                    DeadLetter.from_raw(
-                        rec.value or b"",
-                        reason="predictor_failure",
-                        detail=detail,
-                        **rec.source,
+            failed = {id(item): detail for item, detail in result.failed}
+            for item, rec in zip(items, origin, strict=True):
+                detail = failed.get(id(item))
+                if detail is None:
+                    sources.append(Source(rec.topic, rec.partition, rec.offset, rec.timestamp_ms))
+                else:
+                    dead.append(
+                        DeadLetter.from_raw(
+                            rec.value or b"",
+                            reason="predictor_failure",
+                            detail=str(detail),
+                            **rec.source,
+                        )
                     )
-                )
-        events = self._with_source(self._to_entity_events(scored), items, origin) if scored else []
-        messages: list[tuple[str, bytes | None, bytes]] = []
-        messages += [(s.topic_scored, x.id.encode(), x.model_dump_json().encode()) for x in scored]
-        messages += [
-            (s.topic_entity_events, e.entity.encode(), e.model_dump_json().encode()) for e in events
-        ]
-        messages += [(s.topic_deadletter, None, d.model_dump_json().encode()) for d in dead]
+        events = to_entity_events(scored, sources) if scored else []
+        messages = self._batches(events)
+        messages += [(s.topic_deadletter, None, wire(d), None) for d in dead]
         await publish_all(self._publisher, messages)
+        now_ms = self._clock() * 1000
+        for partition, event_ms in self._pending:
+            self.progress.advance(partition, event_ms, now_ms)
+        self._pending = []
 
         m = self._metrics
-        now_ms = time.time() * 1000
         m.records_in.inc(len(records))
         m.scored.inc(len(scored))
         m.dead_lettered(d.reason for d in dead)
         m.batch_size.labels(agent=self.agent).observe(len(records))
-        for rec in records:
-            if rec.timestamp_ms and rec.timestamp_ms > 0:
-                m.publish_to_scored_seconds.observe(max(0.0, (now_ms - rec.timestamp_ms) / 1000))
         return len(scored), len(dead)
 
+    async def heartbeat(self) -> bool:
+        """Send this worker's progress alone when it changed (idle partitions); True if sent.
 
-def _failures(result: Any) -> list[tuple[NewsItem, str]]:
-    """``ScoreResult.failed``: the items the model failed on alone, with a detail."""
-    return [(item, str(detail)) for item, detail in result.failed]
-
-
+        Never counts a batch in flight: its records were touched (not idle) but advance
+        only once published.
+        """
+        before = self._last_report
+        topo = self.topology
+        report = self.progress.report(topo.assigned_news(), self._clock() * 1000, topo.caught_up)
+        if report == before or not report[0]:
+            return False
+        self._last_report = report
+        batches = fan_out([], topo.entity_partitions, topo.news_partitions, *report)
+        s = self._settings
+        await publish_all(
+            self._publisher, [(s.topic_entity_events, None, wire(b), p) for p, b in batches]
+        )
+        return True

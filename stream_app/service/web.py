@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,11 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from stream_app.config import DetectorSettings, WindowSettings
+from stream_app.core.describe import describe_entity, series
 from stream_app.core.entities import is_valid_entity
+from stream_app.core.explain import buckets_needed, explain
+from stream_app.core.windows import WindowGeometry
 from stream_app.service.health import HealthState
 from stream_app.service.metrics import CONTENT_TYPE_LATEST, Metrics
 from stream_app.store.base import StoreUnavailable
@@ -36,11 +41,20 @@ JSON = "application/json"
 
 
 class ReadStore(Protocol):
-    """The read helpers of ``RedisWindowStore`` the API serves."""
+    """The read helpers of the window store that the API serves (``store.base``)."""
 
     async def entity_view(self, entity: str) -> Any: ...
 
+    async def buckets(self, entity: str, wanted: range) -> Any: ...
+
     async def firing_alerts(self) -> Any: ...
+
+    async def alert_record(self, alert_id: str) -> Any: ...
+
+
+SERIES_BUCKETS = 60  # default points of /entities/{entity}'s series
+MAX_SERIES_BUCKETS = 1440
+_ALERT_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -76,12 +90,16 @@ class WebApi:
         health: HealthState,
         api_token: str | None,
         ping: Callable[[], Awaitable[bool]] | None = None,
+        window: WindowSettings | None = None,
+        detector: DetectorSettings | None = None,
     ) -> None:
         self._store = store
         self._metrics = metrics
         self._health = health
         self._token = api_token.encode() if api_token else None
         self._ping = ping
+        self._window = window or WindowSettings()  # type: ignore[call-arg]
+        self._detector = detector or DetectorSettings()  # type: ignore[call-arg]
 
     def authorized(self, authorization: str | None) -> bool:
         if self._token is None:
@@ -119,7 +137,10 @@ class WebApi:
             return _unauthorized()
         return Response(200, self._metrics.render(), CONTENT_TYPE_LATEST)
 
-    async def entity(self, entity: str, authorization: str | None) -> Response:
+    async def entity(
+        self, entity: str, authorization: str | None, buckets: str | None = None
+    ) -> Response:
+        """The entity's readings per detector kind and its last ``buckets`` buckets."""
         if not self.authorized(authorization):
             return _unauthorized()
         if not is_valid_entity(entity):
@@ -127,13 +148,46 @@ class WebApi:
                 400,
                 {"error": "invalid entity", "expected": "market, ticker:<SYMBOL> or topic:<slug>"},
             )
+        n = SERIES_BUCKETS
+        if buckets is not None:
+            if not buckets.isdigit() or not 1 <= int(buckets) <= MAX_SERIES_BUCKETS:
+                return _json(400, {"error": f"buckets must be 1..{MAX_SERIES_BUCKETS}"})
+            n = int(buckets)
+        store = self._store()
         try:
-            view = await self._store().entity_view(entity)
+            view = await store.entity_view(entity)
         except _STORE_DOWN:
             return _store_unavailable()
         if view is None:
             return _json(404, {"error": "unknown entity", "entity": entity})
-        return _json(200, _plain(view))
+        g = WindowGeometry.of(self._window)
+        last = g.bucket(view.clock_ms)
+        try:
+            stored = await store.buckets(entity, range(last - n + 1, last + 1))
+        except _STORE_DOWN:
+            return _store_unavailable()
+        body = describe_entity(view, self._window, self._detector)
+        body["series"] = series(stored, g, last, n)
+        return _json(200, body)
+
+    async def explain(self, alert_id: str, authorization: str | None) -> Response:
+        """The decision behind an alert, recomputed from the stored buckets."""
+        if not self.authorized(authorization):
+            return _unauthorized()
+        if not _ALERT_ID.fullmatch(alert_id):
+            return _json(400, {"error": "invalid alert id", "expected": "32 hex characters"})
+        store = self._store()
+        try:
+            found = await store.alert_record(alert_id)
+            if found is not None:
+                stored = await store.buckets(found[0], buckets_needed(found[1].data))
+        except _STORE_DOWN:
+            return _store_unavailable()
+        if found is None:
+            return _json(404, {"error": "unknown alert (or older than the kept history)",
+                               "alert_id": alert_id})  # fmt: skip
+        entity, record = found
+        return _json(200, explain(entity, record.data, stored))
 
     async def alerts(self, authorization: str | None) -> Response:
         if not self.authorized(authorization):
@@ -179,8 +233,13 @@ def install(app: Any, api: WebApi) -> None:
 
     @app.page("/entities/{entity}")
     async def entity(view: Any, request: Any, entity: str) -> Any:
-        return reply(view, await api.entity(entity, auth(request)))
+        buckets = request.query.get("buckets")
+        return reply(view, await api.entity(entity, auth(request), buckets))
 
     @app.page("/alerts")
     async def alerts(view: Any, request: Any) -> Any:
         return reply(view, await api.alerts(auth(request)))
+
+    @app.page("/alerts/{alert_id}/explain")
+    async def explain(view: Any, request: Any, alert_id: str) -> Any:
+        return reply(view, await api.explain(alert_id, auth(request)))

@@ -1,11 +1,13 @@
 """In-process ``WindowStore`` for the backtest and unit tests; same semantics as Redis.
 
 Every method works on copies, so a caller mutating a snapshot cannot corrupt the store,
-exactly as with a remote store.
+exactly as with a remote store. The tests run this store and the Redis one on the same
+batches and compare everything they hold.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,15 +16,22 @@ from typing import Any
 from stream_app.core.detector import DetectorState
 from stream_app.core.windows import Counts, WindowGeometry
 from stream_app.store.base import (
+    EVIDENCE_ORDERS,
+    AlertRecord,
     EntityCommit,
     EntitySnapshot,
+    EntitySummary,
     EntityView,
     EvidenceItem,
+    SeenEntry,
     SnapshotRequest,
     top_evidence,
 )
 
 __all__ = ["MemoryWindowStore"]
+
+ALERTS_KEPT = 100  # explain records per entity
+RECENT_ALERTS = 200  # the desk's recent-alerts list
 
 
 @dataclass(slots=True)
@@ -30,20 +39,30 @@ class _Entity:
     version: int = 0
     token: str = ""
     clock_ms: int | None = None
+    first_seen_ms: int | None = None
     window: Counts = field(default_factory=Counts)
     baseline: Counts = field(default_factory=Counts)
-    detector: DetectorState = field(default_factory=DetectorState)
-    firing_alert: str | None = None
+    detectors: dict[str, DetectorState] = field(default_factory=dict)
+    firing: dict[str, str] = field(default_factory=dict)
     buckets: dict[int, Counts] = field(default_factory=dict)
-    seen: dict[str, int] = field(default_factory=dict)
-    evidence: dict[int, list[EvidenceItem]] = field(default_factory=dict)
+    seen: dict[str, SeenEntry] = field(default_factory=dict)
+    stories: dict[str, tuple[str, int]] = field(default_factory=dict)
+    evidence: dict[int, dict[str, list[EvidenceItem]]] = field(default_factory=dict)
+    alerts: dict[str, AlertRecord] = field(default_factory=dict)
     late: int = 0
     duplicates: int = 0
 
 
 class MemoryWindowStore:
-    def __init__(self) -> None:
+    """``keep_history``: also keep every bucket ever committed, unpruned, in ``history``
+    (the backtest's time series; a live store keeps only the retention)."""
+
+    def __init__(self, *, keep_history: bool = False) -> None:
+        self.keep_history = keep_history
+        self.history: dict[str, dict[int, Counts]] = {}
         self._entities: dict[str, _Entity] = {}
+        self._alert_entity: dict[str, str] = {}
+        self._recent: list[dict[str, Any]] = []
         self.commits = 0  # number of successful entity commits (tests look at it)
 
     async def read(
@@ -56,40 +75,40 @@ class MemoryWindowStore:
                 out[req.entity] = EntitySnapshot(req.entity)
                 continue
             buckets: dict[int, Counts] = {}
+            clock_bucket = Counts()
             if e.clock_ms is not None:
                 b1 = geometry.bucket(e.clock_ms)
                 b2 = geometry.bucket(max(req.max_event_ms, e.clock_ms))
                 stored = e.buckets
                 for r in geometry.transition_ranges(b1, b2):
-                    # scan whichever is shorter: the range or the entity's buckets
-                    found = (
-                        [b for b in r if b in stored]
-                        if len(r) <= len(stored)
-                        else [b for b in stored if b in r]
-                    )
-                    for b in found:
-                        buckets[b] = stored[b].copy()
+                    for b in r if len(r) <= len(stored) else [b for b in stored if b in r]:
+                        if b in stored:
+                            buckets[b] = stored[b].copy()
+                clock_bucket = stored.get(b1, Counts()).copy()
             out[req.entity] = EntitySnapshot(
                 entity=req.entity,
                 version=e.version,
                 clock_ms=e.clock_ms,
+                first_seen_ms=e.first_seen_ms,
                 window=e.window.copy(),
                 baseline=e.baseline.copy(),
-                detector=e.detector,
-                firing_alert=e.firing_alert,
+                detectors=dict(e.detectors),
+                firing=dict(e.firing),
                 buckets=buckets,
+                clock_bucket=clock_bucket,
                 seen={i: e.seen[i] for i in req.ids if i in e.seen},
+                stories={k: e.stories[k] for k in req.probes if k in e.stories},
             )
         return out
 
     async def read_evidence(
         self, wanted: Mapping[str, range]
-    ) -> dict[str, dict[int, list[EvidenceItem]]]:
-        out: dict[str, dict[int, list[EvidenceItem]]] = {}
+    ) -> dict[str, dict[int, dict[str, list[EvidenceItem]]]]:
+        out: dict[str, dict[int, dict[str, list[EvidenceItem]]]] = {}
         for entity, r in wanted.items():
             e = self._entities.get(entity)
             stored = e.evidence if e else {}
-            out[entity] = {b: list(stored[b]) for b in r if b in stored}
+            out[entity] = {b: {o: list(v) for o, v in stored[b].items()} for b in r if b in stored}
         return out
 
     async def commit(self, commits: Sequence[EntityCommit]) -> list[str]:
@@ -101,6 +120,14 @@ class MemoryWindowStore:
                     conflicts.append(c.entity)
                 continue
             self._apply(e, c)
+            if self.keep_history:
+                kept = self.history.setdefault(c.entity, {})
+                for b, d in c.bucket_deltas.items():
+                    kept[b] = kept.get(b, Counts()) + d
+            for record in c.alerts:
+                self._alert_entity[record.alert_id] = c.entity
+                self._recent.insert(0, record.data["alert"])
+            del self._recent[RECENT_ALERTS:]
             self.commits += 1
         return conflicts
 
@@ -108,42 +135,78 @@ class MemoryWindowStore:
     def _apply(e: _Entity, c: EntityCommit) -> None:
         e.version += 1
         e.token = c.token
-        e.clock_ms = c.clock_ms
+        e.clock_ms, e.first_seen_ms = c.clock_ms, c.first_seen_ms
         e.window, e.baseline = c.window.copy(), c.baseline.copy()
-        e.detector = c.detector
-        e.firing_alert = c.firing_alert
+        e.detectors = dict(c.detectors)
+        e.firing = dict(c.firing)
         e.late += c.late
         e.duplicates += c.duplicates
         for b, d in c.bucket_deltas.items():
             e.buckets[b] = e.buckets.get(b, Counts()) + d
         e.buckets = {b: v for b, v in e.buckets.items() if b >= c.first_kept_bucket}
         e.seen.update(c.seen)
-        e.seen = {i: t for i, t in e.seen.items() if t >= c.seen_cutoff_ms}
-        for b, items in c.evidence.items():
-            e.evidence[b] = top_evidence([*e.evidence.get(b, ()), *items], c.evidence_size)
+        e.seen = {i: s for i, s in e.seen.items() if s.event_ms >= c.seen_cutoff_ms}
+        e.stories.update(c.stories)
+        e.stories = {k: v for k, v in e.stories.items() if v[1] > c.story_cutoff_ms}
+        if len(e.stories) > c.story_max_keys:  # evict the oldest, as a Redis ZPOPMIN does
+            drop = heapq.nsmallest(
+                len(e.stories) - c.story_max_keys, ((ms, k) for k, (_, ms) in e.stories.items())
+            )
+            for _, k in drop:
+                del e.stories[k]
+        for b, orders in c.evidence.items():
+            have = e.evidence.setdefault(b, {})
+            for order in EVIDENCE_ORDERS:
+                merged = [*have.get(order, ()), *orders.get(order, ())]
+                have[order] = top_evidence(merged, c.evidence_size, order)
         e.evidence = {b: v for b, v in e.evidence.items() if b >= c.first_evidence_bucket}
+        for record in c.alerts:
+            e.alerts[record.alert_id] = record
+        if len(e.alerts) > ALERTS_KEPT:
+            keep = sorted(e.alerts.values(), key=lambda r: (r.event_ms, r.alert_id))
+            e.alerts = {r.alert_id: r for r in keep[-ALERTS_KEPT:]}
 
-    async def entity_view(self, entity: str) -> EntityView | None:
-        e = self._entities.get(entity)
-        if e is None:
-            return None
+    def _view(self, entity: str, e: _Entity) -> EntityView:
         return EntityView(
             entity=entity,
             clock_ms=e.clock_ms,
+            first_seen_ms=e.first_seen_ms,
             window=e.window.copy(),
             baseline=e.baseline.copy(),
-            detector=e.detector,
-            firing_alert=json.loads(e.firing_alert) if e.firing_alert else None,
+            detectors=dict(e.detectors),
+            firing={k: json.loads(v) for k, v in e.firing.items()},
             late_events=e.late,
             duplicate_events=e.duplicates,
         )
 
+    async def entity_view(self, entity: str) -> EntityView | None:
+        e = self._entities.get(entity)
+        return self._view(entity, e) if e is not None else None
+
+    async def buckets(self, entity: str, wanted: range) -> dict[int, Counts]:
+        e = self._entities.get(entity)
+        stored = e.buckets if e else {}
+        return {b: stored[b].copy() for b in wanted if b in stored}
+
     async def firing_alerts(self) -> list[dict[str, Any]]:
         return [
-            json.loads(e.firing_alert)
+            json.loads(alert)
             for _, e in sorted(self._entities.items())
-            if e.firing_alert is not None
+            for _, alert in sorted(e.firing.items())
         ]
+
+    async def alert_record(self, alert_id: str) -> tuple[str, AlertRecord] | None:
+        entity = self._alert_entity.get(alert_id)
+        e = self._entities.get(entity) if entity else None
+        record = e.alerts.get(alert_id) if e else None
+        return (entity, record) if entity and record else None
+
+    async def recent_alerts(self, limit: int) -> list[dict[str, Any]]:
+        return list(self._recent[:limit])
+
+    async def entities(self, limit: int) -> list[EntitySummary]:
+        ranked = sorted(self._entities.items(), key=lambda kv: -(kv[1].clock_ms or 0))
+        return [EntitySummary(self._view(n, e), e.clock_ms or 0) for n, e in ranked[:limit]]
 
     async def close(self) -> None:
         return None

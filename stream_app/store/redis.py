@@ -3,19 +3,27 @@
 Keys of entity ``E`` under prefix ``P`` (``{E}`` is a Redis Cluster hash tag, so all of an
 entity's keys share a slot and each script call touches one slot)::
 
-    P:v1:{E}:s   hash   ver, tok, clock, win, base, det, alert, late, dup, blo, elo
-    P:v1:{E}:b   hash   bucket index -> "neg,neu,pos,neg_prob_micros"
-    P:v1:{E}:i   zset   applied event id -> event time (ms); forgotten below retention
-    P:v1:{E}:e   hash   bucket index -> JSON top-k evidence [[neg_micros, id, headline]]
-    P:v1:firing  set    entities whose state holds a firing alert (index for /alerts)
+    P:v2:{E}:s    hash   ver, tok, clock, first, win, base, det, firing, late, dup, blo, elo
+    P:v2:{E}:b    hash   bucket index -> "neg,neu,pos,neg_micros,pos_micros,rep"
+    P:v2:{E}:i    hash   seen id -> "event_ms|a(pplied) or l(ate)|partition:offset,..."
+    P:v2:{E}:it   zset   seen id -> event time (ms): forgotten below retention
+    P:v2:{E}:n    hash   novelty probe key -> "event_ms:story_id"
+    P:v2:{E}:nt   zset   probe key -> event ms: expired with the novelty window, capped
+    P:v2:{E}:e    hash   "neg|pos|recent:bucket" -> JSON top-k evidence of that bucket
+    P:v2:{E}:a    hash   alert id -> explain record (JSON)   P:v2:{E}:at  zset of them
+    P:v2:firing       set    entities with a firing alert (index for /alerts)
+    P:v2:entities     zset   entity -> its clock (the desk's entity list)
+    P:v2:alerts       hash   alert id -> entity (explain)    P:v2:alerts:t  zset, capped
+    P:v2:recent       list   the newest alerts, JSON (the desk)
 
-Reads run ``window_read.lua`` once per entity and commits ``window_commit.lua`` once per
-entity, all calls of a batch in one pipeline (one round trip; a cluster client splits it
-per node). The commit is a compare-and-set on ``ver`` (see ``stream_app.store.base``).
+Reads run ``lua/window_read.lua`` once per entity and commits ``lua/window_commit.lua``
+once per entity, all calls of a batch in one pipeline (one round trip; a cluster client
+splits it per node). The commit is a compare-and-set on ``ver`` (see
+``stream_app.store.base``).
 
-The ``firing`` index spans slots, so it is updated by plain SADD/SREM in the same pipeline,
-*outside* the scripts: it is a hint, and ``firing_alerts`` re-checks every entity's own
-state (which is authoritative and atomic). Keys expire after twice the retention of
+The cross-entity keys span slots, so they are updated by plain commands in the same
+pipeline, *outside* the scripts: they are indexes, and every read re-checks the entity's
+own state (which is authoritative and atomic). Keys expire after twice the retention of
 inactivity (wall clock), so abandoned entities do not accumulate.
 
 Connection and timeout errors are retried with exponential back-off for up to
@@ -45,10 +53,14 @@ from stream_app.config import Settings
 from stream_app.core.detector import DetectorState
 from stream_app.core.windows import Counts, WindowGeometry
 from stream_app.store.base import (
+    EVIDENCE_ORDERS,
+    AlertRecord,
     EntityCommit,
     EntitySnapshot,
+    EntitySummary,
     EntityView,
     EvidenceItem,
+    SeenEntry,
     SnapshotRequest,
     StoreUnavailable,
 )
@@ -58,9 +70,18 @@ __all__ = ["RedisWindowStore"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+ALERTS_KEPT = 100  # explain records per entity
+ALERT_INDEX_KEPT = 10_000  # alert id -> entity entries
+RECENT_ALERTS = 200
+
 
 def _s(v: bytes | str | None) -> str | None:
     return v.decode() if isinstance(v, bytes) else v
+
+
+def _detectors(raw: Any) -> dict[str, DetectorState]:
+    data = json.loads(raw) if raw else {}
+    return {k: DetectorState.from_dict(v) for k, v in data.items()}
 
 
 class RedisWindowStore:
@@ -121,14 +142,18 @@ class RedisWindowStore:
         )
 
     def keys(self, entity: str) -> list[str]:
+        """Keys: state, buckets, seen (+index), novelty (+index), evidence, alerts (+index)."""
         if "{" in entity or "}" in entity:
             raise ValueError(f"entity names must not contain braces: {entity!r}")
-        base = f"{self.prefix}:v1:{{{entity}}}"
-        return [f"{base}:s", f"{base}:b", f"{base}:i", f"{base}:e"]
+        base = f"{self.prefix}:v2:{{{entity}}}"
+        return [f"{base}:{k}" for k in ("s", "b", "i", "it", "n", "nt", "e", "a", "at")]
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}:v2:{name}"
 
     @property
     def firing_key(self) -> str:
-        return f"{self.prefix}:v1:firing"
+        return self._key("firing")
 
     async def _retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         deadline = time.monotonic() + self.retry_max_seconds
@@ -153,8 +178,11 @@ class RedisWindowStore:
 
         async def queue(pipe: Any) -> None:
             for req in requests:
-                keys = self.keys(req.entity)[:3]
-                arg = json.dumps([req.max_event_ms, *params, list(req.ids)], ensure_ascii=False)
+                k = self.keys(req.entity)
+                keys = [k[0], k[1], k[2], k[4]]
+                arg = json.dumps(
+                    [req.max_event_ms, *params, list(req.ids), list(req.probes)], ensure_ascii=False
+                )
                 await self._script(pipe, self._read, keys, [arg])
 
         async def run() -> list[Any]:
@@ -166,88 +194,106 @@ class RedisWindowStore:
 
     @staticmethod
     def _snapshot(entity: str, reply: bytes) -> EntitySnapshot:
-        state, flat_buckets, flat_seen = json.loads(reply)
+        state, flat_buckets, clock_bucket, flat_seen, flat_stories = json.loads(reply)
         # cjson: missing hash fields are false, empty arrays are encoded as {}
-        ver, clock, win, base, det, alert = (v or None for v in state)
+        ver, clock, first, win, base, det, firing = (v or None for v in state)
         flat_buckets, flat_seen = flat_buckets or [], flat_seen or []
+        flat_stories = flat_stories or []
         buckets = {
             int(flat_buckets[i]): Counts.decode(flat_buckets[i + 1])
             for i in range(0, len(flat_buckets), 2)
         }
         seen = {
-            _s(flat_seen[i]) or "": int(float(flat_seen[i + 1]))
+            str(flat_seen[i]): SeenEntry.decode(flat_seen[i + 1])
             for i in range(0, len(flat_seen), 2)
         }
+        stories: dict[str, tuple[str, int]] = {}
+        for i in range(0, len(flat_stories), 2):
+            ms, _, story = str(flat_stories[i + 1]).partition(":")
+            stories[str(flat_stories[i])] = (story, int(ms))
         return EntitySnapshot(
             entity=entity,
             version=int(ver or 0),
             clock_ms=int(clock) if clock is not None else None,
+            first_seen_ms=int(first) if first is not None else None,
             window=Counts.decode(win),
             baseline=Counts.decode(base),
-            detector=DetectorState.from_json(det),
-            firing_alert=alert,
+            detectors=_detectors(det),
+            firing=json.loads(firing) if firing else {},
             buckets=buckets,
+            clock_bucket=Counts.decode(clock_bucket or None),
             seen=seen,
+            stories=stories,
         )
 
     async def read_evidence(
         self, wanted: Mapping[str, range]
-    ) -> dict[str, dict[int, list[EvidenceItem]]]:
+    ) -> dict[str, dict[int, dict[str, list[EvidenceItem]]]]:
         entities = list(wanted)
+        fields = {e: [(o, b) for b in wanted[e] for o in EVIDENCE_ORDERS] for e in entities}
 
         async def run() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
             for e in entities:
-                pipe.hmget(self.keys(e)[3], [str(b) for b in wanted[e]])
+                pipe.hmget(self.keys(e)[6], [f"{o}:{b}" for o, b in fields[e]])
             return await pipe.execute()
 
         replies = await self._retry("read_evidence", run)
-        out: dict[str, dict[int, list[EvidenceItem]]] = {}
-        for e, vals in zip(entities, replies, strict=False):
-            out[e] = {
-                b: [EvidenceItem.from_wire(x) for x in json.loads(v)]
-                for b, v in zip(wanted[e], vals, strict=False)
-                if v
-            }
+        out: dict[str, dict[int, dict[str, list[EvidenceItem]]]] = {}
+        for e, vals in zip(entities, replies, strict=True):
+            per: dict[int, dict[str, list[EvidenceItem]]] = {}
+            for (order, b), v in zip(fields[e], vals, strict=True):
+                if v:
+                    items = json.loads(v) or []
+                    per.setdefault(b, {})[order] = [EvidenceItem.from_wire(x) for x in items]
+            out[e] = per
         return out
 
-    @staticmethod
-    def _commit_args(c: EntityCommit, ttl: int) -> list[str]:
+    def _commit_args(self, c: EntityCommit) -> list[str]:
         change = {
             "ver": c.expected_version,
             "tok": c.token,
             "clock": -1 if c.clock_ms is None else c.clock_ms,
+            "first": -1 if c.first_seen_ms is None else c.first_seen_ms,
             "win": c.window.encode(),
             "base": c.baseline.encode(),
-            "det": c.detector.to_json(),
-            "alert": c.firing_alert or "",
+            "det": json.dumps(
+                {k: v.to_dict() for k, v in sorted(c.detectors.items())}, separators=(",", ":")
+            ),
+            "firing": json.dumps(c.firing, separators=(",", ":")) if c.firing else "",
             "late": c.late,
             "dup": c.duplicates,
             "keep": c.first_kept_bucket,
             "ekeep": c.first_evidence_bucket,
             "cut": c.seen_cutoff_ms,
-            "ttl": ttl,
+            "ncut": c.story_cutoff_ms,
+            "nmax": c.story_max_keys,
+            "ttl": self.ttl_seconds,
             "k": c.evidence_size,
             "b": [[b, d.encode()] for b, d in c.bucket_deltas.items()],
-            "s": list(c.seen.items()),
-            "e": [[b, [it.to_wire() for it in v]] for b, v in c.evidence.items()],
+            "s": [[i, e.encode(), e.event_ms] for i, e in c.seen.items()],
+            "n": [[key, f"{ms}:{story}", ms] for key, (story, ms) in c.stories.items()],
+            "e": [
+                [b, order, [it.to_wire() for it in items]]
+                for b, orders in c.evidence.items()
+                for order, items in orders.items()
+                if items
+            ],
+            "a": [
+                [r.alert_id, json.dumps(r.data, separators=(",", ":")), r.event_ms]
+                for r in c.alerts
+            ],
+            "akeep": ALERTS_KEPT,
         }
         return [json.dumps(change, ensure_ascii=False, separators=(",", ":"))]
 
     async def commit(self, commits: Sequence[EntityCommit]) -> list[str]:
-        prepared = [
-            (c, self.keys(c.entity), self._commit_args(c, self.ttl_seconds)) for c in commits
-        ]
+        prepared = [(c, self.keys(c.entity), self._commit_args(c)) for c in commits]
 
         async def queue(pipe: Any) -> None:
             for _c, keys, args in prepared:
                 await self._script(pipe, self._commit, keys, args)
-            for c, _, _ in prepared:  # the index only changes when firing starts or ends
-                if (c.firing_alert is not None) != c.was_firing:
-                    if c.firing_alert is not None:
-                        pipe.sadd(self.firing_key, c.entity)
-                    else:
-                        pipe.srem(self.firing_key, c.entity)
+            self._queue_indexes(pipe, commits)
 
         async def run() -> list[Any]:
             return await self._pipeline(queue)
@@ -256,25 +302,58 @@ class RedisWindowStore:
         pairs = zip(prepared, replies[: len(prepared)], strict=True)
         return [c.entity for (c, _, _), ok in pairs if not int(ok)]
 
-    async def entity_view(self, entity: str) -> EntityView | None:
-        fields = ("clock", "win", "base", "det", "alert", "late", "dup")
+    def _queue_indexes(self, pipe: Any, commits: Sequence[EntityCommit]) -> None:
+        """The cross-entity indexes (hints; each entity's own state is authoritative)."""
+        for c in commits:  # the firing index only changes when firing starts or ends
+            if bool(c.firing) != c.was_firing:
+                (pipe.sadd if c.firing else pipe.srem)(self.firing_key, c.entity)
+        clocks = {c.entity: c.clock_ms for c in commits if c.clock_ms is not None}
+        if clocks:
+            pipe.zadd(self._key("entities"), clocks)
+        records = [(c.entity, r) for c in commits for r in c.alerts]
+        if records:
+            pipe.hset(self._key("alerts"), mapping={r.alert_id: e for e, r in records})
+            pipe.zadd(self._key("alerts:t"), {r.alert_id: r.event_ms for _, r in records})
+            pipe.lpush(
+                self._key("recent"),
+                *[json.dumps(r.data["alert"], separators=(",", ":")) for _, r in records],
+            )
+            pipe.ltrim(self._key("recent"), 0, RECENT_ALERTS - 1)
+            pipe.zremrangebyrank(self._key("alerts:t"), 0, -ALERT_INDEX_KEPT - 1)
 
-        async def run() -> list[Any]:
-            return await self.client.hmget(self.keys(entity)[0], fields)
-
-        clock, win, base, det, alert, late, dup = await self._retry("entity_view", run)
+    def _view(self, entity: str, fields: Sequence[Any]) -> EntityView | None:
+        clock, first, win, base, det, firing, late, dup = fields
         if clock is None:
             return None
         return EntityView(
             entity=entity,
             clock_ms=int(clock),
+            first_seen_ms=int(first) if first is not None else None,
             window=Counts.decode(win),
             baseline=Counts.decode(base),
-            detector=DetectorState.from_json(det),
-            firing_alert=json.loads(alert) if alert else None,
+            detectors=_detectors(det),
+            firing={k: json.loads(v) for k, v in (json.loads(firing) if firing else {}).items()},
             late_events=int(late or 0),
             duplicate_events=int(dup or 0),
         )
+
+    _VIEW_FIELDS = ("clock", "first", "win", "base", "det", "firing", "late", "dup")
+
+    async def entity_view(self, entity: str) -> EntityView | None:
+        async def run() -> list[Any]:
+            return await self.client.hmget(self.keys(entity)[0], self._VIEW_FIELDS)
+
+        return self._view(entity, await self._retry("entity_view", run))
+
+    async def buckets(self, entity: str, wanted: range) -> dict[int, Counts]:
+        if not len(wanted):
+            return {}
+
+        async def run() -> list[Any]:
+            return await self.client.hmget(self.keys(entity)[1], [str(b) for b in wanted])
+
+        vals = await self._retry("buckets", run)
+        return {b: Counts.decode(v) for b, v in zip(wanted, vals, strict=True) if v}
 
     async def firing_alerts(self) -> list[dict[str, Any]]:
         async def members() -> set[Any]:
@@ -285,11 +364,60 @@ class RedisWindowStore:
         async def run() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
             for e in entities:
-                pipe.hget(self.keys(e)[0], "alert")
+                pipe.hget(self.keys(e)[0], "firing")
             return await pipe.execute()
 
         replies = await self._retry("firing_alerts", run) if entities else []
-        return [json.loads(a) for a in replies if a]
+        out: list[dict[str, Any]] = []
+        for raw in replies:
+            if raw:
+                out += [json.loads(a) for _, a in sorted(json.loads(raw).items())]
+        return out
+
+    async def alert_record(self, alert_id: str) -> tuple[str, AlertRecord] | None:
+        async def entity() -> Any:
+            return await self.client.hget(self._key("alerts"), alert_id)
+
+        name = _s(await self._retry("alert_record", entity))
+        if not name:
+            return None
+
+        async def record() -> Any:
+            return await self.client.hget(self.keys(name)[7], alert_id)
+
+        raw = await self._retry("alert_record", record)
+        if not raw:
+            return None
+        data = json.loads(raw)
+        return name, AlertRecord(alert_id, int(data["event_ms"]), data)
+
+    async def recent_alerts(self, limit: int) -> list[dict[str, Any]]:
+        async def run() -> list[Any]:
+            return await self.client.lrange(self._key("recent"), 0, max(0, limit - 1))
+
+        return [json.loads(v) for v in await self._retry("recent_alerts", run)]
+
+    async def entities(self, limit: int) -> list[EntitySummary]:
+        async def names() -> list[Any]:
+            return await self.client.zrevrange(
+                self._key("entities"), 0, max(0, limit - 1), withscores=True
+            )
+
+        ranked = [(_s(n) or "", int(score)) for n, score in await self._retry("entities", names)]
+
+        async def run() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for name, _ in ranked:
+                pipe.hmget(self.keys(name)[0], self._VIEW_FIELDS)
+            return await pipe.execute()
+
+        replies = await self._retry("entities", run) if ranked else []
+        out = []
+        for (name, updated), fields in zip(ranked, replies, strict=True):
+            view = self._view(name, fields)
+            if view is not None:
+                out.append(EntitySummary(view, updated))
+        return out
 
     async def close(self) -> None:
         await self.client.aclose()

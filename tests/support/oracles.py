@@ -60,8 +60,8 @@ def slide(
     if b2 <= b1:
         return
     if b2 - b1 >= g.baseline_buckets:
-        for c in (window, baseline):
-            c.neg = c.neu = c.pos = c.neg_prob_micros = 0
+        window.clear()
+        baseline.clear()
         return
     to_baseline, expired = g.transition_ranges(b1, b2)
     for b in to_baseline:

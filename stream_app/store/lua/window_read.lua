@@ -1,17 +1,20 @@
--- finpulse window store: read one entity's snapshot (read-only).
--- KEYS: 1 state hash, 2 bucket hash, 3 seen-id zset (all in the entity's hash-tag slot)
+-- finpulse window store v2: read one entity's snapshot (read-only).
+-- KEYS: 1 state hash, 2 bucket hash, 3 seen hash, 4 novelty hash (one hash-tag slot)
 -- ARGV[1]: JSON [max event ms of the batch, bucket ms, window buckets, baseline buckets,
---          [event ids to look up]]
--- Returns JSON [state fields, [bucket, counts, ...], [id, event ms, ...]] (one bulk
--- string: far cheaper to parse client-side than nested replies); the bucket list holds
--- the transition buckets of windows.WindowGeometry.transition_ranges.
+--          [event ids to look up], [novelty probe keys to look up]]
+-- Returns JSON [state fields, [bucket, counts, ...], clock bucket counts,
+--               [id, seen entry, ...], [probe, "ms:story", ...]] as one bulk string (far
+-- cheaper to parse client-side than nested replies); the bucket list holds the transition
+-- buckets of windows.WindowGeometry.transition_ranges.
 local a = cjson.decode(ARGV[1])
-local st = redis.call('HMGET', KEYS[1], 'ver', 'clock', 'win', 'base', 'det', 'alert')
+local st = redis.call('HMGET', KEYS[1], 'ver', 'clock', 'first', 'win', 'base', 'det', 'firing')
 local buckets = {}
+local clock_bucket = false
 if st[2] then
   local bms, wb, bb = a[2], a[3], a[4]
   local clock = tonumber(st[2])
   local b1 = math.floor(clock / bms)
+  clock_bucket = redis.call('HGET', KEYS[2], string.format('%d', b1))
   local b2 = math.floor(math.max(a[1], clock) / bms)
   local top = math.min(b2, b1 + bb)
   if top > b1 then
@@ -34,17 +37,19 @@ if st[2] then
     end
   end
 end
-local seen = {}
-local ids = a[5]
-for i = 1, #ids, 500 do
-  local chunk = {}
-  for j = i, math.min(i + 499, #ids) do chunk[#chunk + 1] = ids[j] end
-  local scores = redis.call('ZMSCORE', KEYS[3], unpack(chunk))
-  for j = 1, #chunk do
-    if scores[j] then
-      seen[#seen + 1] = chunk[j]
-      seen[#seen + 1] = scores[j]
+local function lookup(key, names)
+  local found = {}
+  for i = 1, #names, 500 do
+    local chunk = {}
+    for j = i, math.min(i + 499, #names) do chunk[#chunk + 1] = names[j] end
+    local vals = redis.call('HMGET', key, unpack(chunk))
+    for j = 1, #chunk do
+      if vals[j] then
+        found[#found + 1] = chunk[j]
+        found[#found + 1] = vals[j]
+      end
     end
   end
+  return found
 end
-return cjson.encode({st, buckets, seen})
+return cjson.encode({st, buckets, clock_bucket, lookup(KEYS[3], a[5]), lookup(KEYS[4], a[6])})
