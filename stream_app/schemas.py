@@ -265,6 +265,7 @@ class EntityEvent(_Wire):
     signature: str = Field("", max_length=128)
     relevance: float = Field(1.0, ge=0.0, le=1.0)
     span: tuple[int, int] | None = None
+    via: Literal["field", "cashtag", "name"] | None = None
     source_topic: str | None = None
     source_partition: int | None = None
     source_offset: int | None = None

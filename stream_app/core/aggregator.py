@@ -36,6 +36,7 @@ import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from models.errors import FinpulseError
 from stream_app.config import DetectorSettings, WindowSettings
@@ -64,6 +65,7 @@ from stream_app.schemas import (
 from stream_app.store.base import (
     EVIDENCE_HEADLINE_CHARS,
     EVIDENCE_ORDERS,
+    HEADLINES_KEPT,
     AlertRecord,
     EntityCommit,
     EntitySnapshot,
@@ -172,6 +174,24 @@ class _Run:
     redelivered: int
 
 
+def _headline(ev: EntityEvent, story_id: str | None, repeat: bool) -> dict[str, Any]:
+    """A recent headline of the entity, as the desk shows it (``store.base.headlines``)."""
+    link = None
+    if ev.via is not None:
+        link = {"entity": ev.entity, "via": ev.via, "span": ev.span, "relevance": ev.relevance}
+    return {
+        "id": ev.id,
+        "headline": ev.headline[:EVIDENCE_HEADLINE_CHARS],
+        "event_time_ms": ev.event_time_ms,
+        "sentiment": ev.sentiment,
+        "negative_prob": ev.negative_prob,
+        "positive_prob": ev.positive_prob,
+        "links": [link] if link else [],
+        "story_id": story_id,
+        "novelty": "repeat" if repeat else "first",
+    }
+
+
 def _evidence(ev: EntityEvent, story_id: str | None) -> EvidenceItem:
     return EvidenceItem(
         round(ev.negative_prob * MICROS),
@@ -210,11 +230,11 @@ class Aggregator:
         events: Sequence[EntityEvent],
         emit: Callable[[BatchOutcome], Awaitable[None]],
     ) -> BatchOutcome:
-        by_entity: dict[str, list[EntityEvent]] = {}
+        by_entity: dict[str, list[tuple[int, EntityEvent]]] = {}
         rejected: list[tuple[EntityEvent, str]] = []
-        for ev in events:
+        for i, ev in enumerate(events):
             if is_valid_entity(ev.entity):
-                by_entity.setdefault(ev.entity, []).append(ev)
+                by_entity.setdefault(ev.entity, []).append((i, ev))
             else:
                 rejected.append((ev, f"entity {ev.entity[:40]!r} is not a valid name"))
         if not by_entity:
@@ -232,21 +252,21 @@ class Aggregator:
             by_entity = {e: by_entity[e] for e in conflicts}
         raise AggregatorConflict(f"entities kept conflicting: {sorted(by_entity)[:5]}")
 
-    def _request(self, entity: str, events: list[EntityEvent]) -> SnapshotRequest:
+    def _request(self, entity: str, events: list[tuple[int, EntityEvent]]) -> SnapshotRequest:
         probes: list[str] = []
         if self.novelty_ms:
-            for ev in events:
+            for _, ev in events:
                 probes += probe_keys(Signature(ev.signature))
         return SnapshotRequest(
             entity,
-            max(ev.event_time_ms for ev in events),
-            [ev.id for ev in events],
+            max(ev.event_time_ms for _, ev in events),
+            [ev.id for _, ev in events],
             list(dict.fromkeys(probes)),
         )
 
     async def _attempt(
         self,
-        by_entity: dict[str, list[EntityEvent]],
+        by_entity: dict[str, list[tuple[int, EntityEvent]]],
         emit: Callable[[BatchOutcome], Awaitable[None]],
         rejected: list[tuple[EntityEvent, str]],
     ) -> tuple[BatchOutcome, list[str]]:
@@ -284,7 +304,7 @@ class Aggregator:
         span = g.baseline_buckets - g.window_buckets
         return VolumeScale(g.window_buckets, max(0, min(span, observed)), self.bucket_seconds)
 
-    def _run(self, snap: EntitySnapshot, events: list[EntityEvent]) -> _Run:
+    def _run(self, snap: EntitySnapshot, events: list[tuple[int, EntityEvent]]) -> _Run:
         g, cfg = self.geometry, self.cfg
         clock, first_seen = snap.clock_ms, snap.first_seen_ms
         window, baseline = snap.window.copy(), snap.baseline.copy()
@@ -305,6 +325,7 @@ class Aggregator:
         is_story_entity = snap.entity == STORY_ENTITY
         fired: list[_Fired] = []
         items: list[_Item] = []
+        recent: list[tuple[EntityEvent, str | None, bool]] = []
         late: list[EntityEvent] = []
         stories: list[StoryOutcome] = []
         duplicates = applied = repeats = redelivered = 0
@@ -314,7 +335,7 @@ class Aggregator:
         layers = (stored, deltas)
         slide = g.slide_layers
 
-        for idx, ev in enumerate(events):
+        for idx, ev in events:
             t, src = ev.event_time_ms, ev.source
             entry = seen.get(ev.id) or seen_before.get(ev.id)
             # the rules of WindowGeometry.seen_cutoff_ms and the late rule, inlined (hot loop)
@@ -355,6 +376,7 @@ class Aggregator:
             )
             if is_story_entity:
                 stories.append(StoryOutcome(ev, story_id, "repeat" if repeat else "first"))
+            recent.append((ev, story_id, repeat))
             if repeat:
                 c = Counts(rep=1)
                 repeats += 1
@@ -399,6 +421,7 @@ class Aggregator:
                         )
                     )
 
+        newest = sorted(recent, key=lambda x: (x[0].event_time_ms, x[0].id))[-HEADLINES_KEPT:]
         commit = self._commit(
             snap,
             events,
@@ -414,6 +437,7 @@ class Aggregator:
             len(late),
             duplicates,
         )
+        commit.headlines = [_headline(ev, story, repeat) for ev, story, repeat in newest]
         return _Run(
             snap.entity,
             commit,
@@ -440,7 +464,7 @@ class Aggregator:
     def _commit(
         self,
         snap: EntitySnapshot,
-        events: list[EntityEvent],
+        events: list[tuple[int, EntityEvent]],
         clock: int | None,
         first_seen: int | None,
         window: Counts,
@@ -473,7 +497,7 @@ class Aggregator:
                 if before.get(key) != value:
                     ms, _, story = value.partition(":")
                     stories[key] = (story, int(ms))
-        token_src = "\x1f".join([snap.entity, str(snap.version), *(ev.id for ev in events)])
+        token_src = "\x1f".join([snap.entity, str(snap.version), *(ev.id for _, ev in events)])
         return EntityCommit(
             entity=snap.entity,
             expected_version=snap.version,
@@ -511,12 +535,12 @@ class Aggregator:
         if not wanted:
             return []
         stored = await self.store.read_evidence(wanted)
-        out: list[Alert] = []
+        out: list[tuple[int, Alert]] = []
         for r in runs:
             firing = dict(r.commit.firing)
             for f in r.fired:
                 alert = self._alert(r, f, stored.get(r.entity, {}))
-                out.append(alert)
+                out.append((f.index, alert))
                 r.commit.alerts.append(self._record(alert, f))
                 kind = f.transition.kind
                 if alert.state == "resolved":
@@ -524,7 +548,7 @@ class Aggregator:
                 else:
                     firing[kind] = alert.model_dump_json()
             r.commit.firing = {k: v for k, v in firing.items() if k in self.kinds}
-        return out
+        return [a for _, a in sorted(out, key=lambda x: x[0])]
 
     def _record(self, alert: Alert, f: _Fired) -> AlertRecord:
         return AlertRecord(

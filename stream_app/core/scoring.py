@@ -190,6 +190,7 @@ def to_entity_events(
                     entity=entity,
                     relevance=link.relevance if link is not None else 1.0,
                     span=tuple(link.span) if link is not None and link.span else None,
+                    via=link.via if link is not None else None,
                     scored=s.model_dump(mode="json") if with_record and entity == MARKET else None,
                     **common,
                 )

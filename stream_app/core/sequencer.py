@@ -85,8 +85,9 @@ class Sequencer:
         """
         self._partitions = max(self._partitions, batch.source_partitions)
         idle = set(batch.idle)
-        for p, ms in batch.progress.items():
+        for p in idle.union(batch.progress):
             known = self._progress.get(p, _NONE)
+            ms = batch.progress.get(p, known)
             if ms > known:
                 self._progress[p] = ms
             if p not in idle:

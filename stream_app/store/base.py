@@ -33,6 +33,7 @@ from stream_app.core.windows import Counts, WindowGeometry
 __all__ = [
     "EVIDENCE_HEADLINE_CHARS",
     "EVIDENCE_ORDERS",
+    "HEADLINES_KEPT",
     "AlertRecord",
     "EntityCommit",
     "EntitySnapshot",
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 EVIDENCE_HEADLINE_CHARS = 300
+HEADLINES_KEPT = 50  # recent headlines per entity, for the desk
 MAX_SOURCES = 8  # Kafka positions remembered per id (beyond: every new copy counts)
 
 EvidenceOrder = Literal["neg", "pos", "recent"]
@@ -197,6 +199,7 @@ class EntityCommit:
     story_cutoff_ms: int  # forget novelty entries at or before
     story_max_keys: int
     alerts: list[AlertRecord] = field(default_factory=list)
+    headlines: list[dict[str, Any]] = field(default_factory=list)  # oldest first
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +252,9 @@ class WindowStore(Protocol):
     async def recent_alerts(self, limit: int) -> list[dict[str, Any]]: ...
 
     async def entities(self, limit: int) -> list[EntitySummary]:
-        """The most recently updated entities, newest first."""
+        """Entities with a firing alert first, then the most recently updated, newest first."""
+
+    async def headlines(self, entity: str, limit: int) -> list[dict[str, Any]]:
+        """The entity's most recent headlines (first stories and repeats), newest first."""
 
     async def close(self) -> None: ...

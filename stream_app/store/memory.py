@@ -17,6 +17,7 @@ from stream_app.core.detector import DetectorState
 from stream_app.core.windows import Counts, WindowGeometry
 from stream_app.store.base import (
     EVIDENCE_ORDERS,
+    HEADLINES_KEPT,
     AlertRecord,
     EntityCommit,
     EntitySnapshot,
@@ -49,6 +50,7 @@ class _Entity:
     stories: dict[str, tuple[str, int]] = field(default_factory=dict)
     evidence: dict[int, dict[str, list[EvidenceItem]]] = field(default_factory=dict)
     alerts: dict[str, AlertRecord] = field(default_factory=dict)
+    headlines: list[dict[str, Any]] = field(default_factory=list)  # newest first
     late: int = 0
     duplicates: int = 0
 
@@ -160,6 +162,7 @@ class MemoryWindowStore:
                 merged = [*have.get(order, ()), *orders.get(order, ())]
                 have[order] = top_evidence(merged, c.evidence_size, order)
         e.evidence = {b: v for b, v in e.evidence.items() if b >= c.first_evidence_bucket}
+        e.headlines = [*reversed(c.headlines), *e.headlines][:HEADLINES_KEPT]
         for record in c.alerts:
             e.alerts[record.alert_id] = record
         if len(e.alerts) > ALERTS_KEPT:
@@ -205,8 +208,13 @@ class MemoryWindowStore:
         return list(self._recent[:limit])
 
     async def entities(self, limit: int) -> list[EntitySummary]:
-        ranked = sorted(self._entities.items(), key=lambda kv: -(kv[1].clock_ms or 0))
+        known = [(n, e) for n, e in self._entities.items() if e.clock_ms is not None]
+        ranked = sorted(known, key=lambda kv: (not kv[1].firing, -(kv[1].clock_ms or 0), kv[0]))
         return [EntitySummary(self._view(n, e), e.clock_ms or 0) for n, e in ranked[:limit]]
+
+    async def headlines(self, entity: str, limit: int) -> list[dict[str, Any]]:
+        e = self._entities.get(entity)
+        return [dict(h) for h in e.headlines[:limit]] if e else []
 
     async def close(self) -> None:
         return None

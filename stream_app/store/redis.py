@@ -11,6 +11,7 @@ entity's keys share a slot and each script call touches one slot)::
     P:v2:{E}:nt   zset   probe key -> event ms: expired with the novelty window, capped
     P:v2:{E}:e    hash   "neg|pos|recent:bucket" -> JSON top-k evidence of that bucket
     P:v2:{E}:a    hash   alert id -> explain record (JSON)   P:v2:{E}:at  zset of them
+    P:v2:{E}:h    list   the newest headlines, JSON (the desk)
     P:v2:firing       set    entities with a firing alert (index for /alerts)
     P:v2:entities     zset   entity -> its clock (the desk's entity list)
     P:v2:alerts       hash   alert id -> entity (explain)    P:v2:alerts:t  zset, capped
@@ -54,6 +55,7 @@ from stream_app.core.detector import DetectorState
 from stream_app.core.windows import Counts, WindowGeometry
 from stream_app.store.base import (
     EVIDENCE_ORDERS,
+    HEADLINES_KEPT,
     AlertRecord,
     EntityCommit,
     EntitySnapshot,
@@ -146,7 +148,7 @@ class RedisWindowStore:
         if "{" in entity or "}" in entity:
             raise ValueError(f"entity names must not contain braces: {entity!r}")
         base = f"{self.prefix}:v2:{{{entity}}}"
-        return [f"{base}:{k}" for k in ("s", "b", "i", "it", "n", "nt", "e", "a", "at")]
+        return [f"{base}:{k}" for k in ("s", "b", "i", "it", "n", "nt", "e", "a", "at", "h")]
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}:v2:{name}"
@@ -284,6 +286,8 @@ class RedisWindowStore:
                 for r in c.alerts
             ],
             "akeep": ALERTS_KEPT,
+            "h": [json.dumps(h, ensure_ascii=False, separators=(",", ":")) for h in c.headlines],
+            "hkeep": HEADLINES_KEPT,
         }
         return [json.dumps(change, ensure_ascii=False, separators=(",", ":"))]
 
@@ -413,11 +417,17 @@ class RedisWindowStore:
 
         replies = await self._retry("entities", run) if ranked else []
         out = []
-        for (name, updated), fields in zip(ranked, replies, strict=True):
+        for (name, _), fields in zip(ranked, replies, strict=True):
             view = self._view(name, fields)
             if view is not None:
-                out.append(EntitySummary(view, updated))
+                out.append(EntitySummary(view, view.clock_ms or 0))
         return out
+
+    async def headlines(self, entity: str, limit: int) -> list[dict[str, Any]]:
+        async def run() -> list[Any]:
+            return await self.client.lrange(self.keys(entity)[9], 0, max(0, limit - 1))
+
+        return [json.loads(v) for v in await self._retry("headlines", run)]
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -108,7 +108,7 @@ class Reference:
             )
             w = sum_counts(bs, g.window_range(clock))
             base = sum_counts(bs, baseline_range(g, clock))
-            state, tr = evaluate(self.det.get(e, DetectorState()), w, base, clock, DS)
+            state, tr = evaluate("negative", self.det.get(e, DetectorState()), w, base, clock, DS)
             self.det[e] = state
             if tr is not None:
                 self.alerts.append((e, tr.state, tr.episode, tr.episode_start_ms, w.neg, w.total))

@@ -163,10 +163,10 @@ class DashboardApi:
             alert_kind=alert.kind if alert else None,
             alert_id=alert.alert_id if alert else None,
             alert_score=alert.score if alert else None,
-            negative=s.negative,
+            negative=s.count,
             total=s.total,
             negative_share=s.share,
-            baseline_share=s.baseline_share,
+            baseline_share=s.baseline,
             z=s.z,
             volume_ratio=self._volume_ratio(state),
         )

@@ -1,15 +1,17 @@
 -- finpulse window store v2: commit one entity's change set (compare-and-set on 'ver').
 -- KEYS (one hash-tag slot): 1 state hash, 2 bucket hash, 3 seen hash, 4 seen index zset,
---   5 novelty hash, 6 novelty index zset, 7 evidence hash, 8 alert hash, 9 alert index zset
+--   5 novelty hash, 6 novelty index zset, 7 evidence hash, 8 alert hash, 9 alert index zset,
+--   10 recent headlines list
 -- ARGV[1]: JSON {ver: expected version, tok: token, clock: ms or -1, first: ms or -1,
 --   win, base: counts, det: detector states JSON, firing: firing alerts JSON or "",
 --   late, dup: counter increments, keep: first kept bucket, ekeep: first evidence bucket,
 --   cut: seen cutoff ms, ncut: novelty cutoff ms, nmax: novelty keys kept, ttl: s,
 --   k: evidence size, b: [[bucket, "delta counts"], ...], s: [[id, entry, ms], ...],
 --   n: [[probe, story, ms], ...], e: [[bucket, order, [[neg, pos, ms, id, ...], ...]], ...],
---   a: [[alert id, record JSON, ms], ...], akeep: alert records kept}
+--   a: [[alert id, record JSON, ms], ...], akeep: alert records kept,
+--   h: [headline JSON, ...] oldest first, hkeep: headlines kept}
 -- Returns 1 when applied (or already applied with this token), 0 on a version conflict.
-local s, bk, seen, seenx, nov, novx, ek, ak, akx = unpack(KEYS)
+local s, bk, seen, seenx, nov, novx, ek, ak, akx, hk = unpack(KEYS)
 local change = cjson.decode(ARGV[1])
 local ver = tonumber(redis.call('HGET', s, 'ver') or '0')
 local expected = change.ver
@@ -133,6 +135,11 @@ end)
 
 put(ak, akx, change.a)
 cap(ak, akx, change.akeep)
+
+if #change.h > 0 then
+  redis.call('LPUSH', hk, unpack(change.h))
+  redis.call('LTRIM', hk, 0, change.hkeep - 1)
+end
 
 redis.call('HSET', s, 'ver', string.format('%d', ver + 1), 'tok', change.tok,
   'win', change.win, 'base', change.base, 'det', change.det)

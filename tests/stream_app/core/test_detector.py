@@ -91,7 +91,7 @@ def test_hysteresis_keeps_firing_between_levels() -> None:
 def test_positive_kind_fires_on_positive_share_only() -> None:
     positive = Counts(pos=9, neu=1)
     assert evaluate("negative", DetectorState(), positive, BASE, 0, CFG)[1] is None
-    state, t = evaluate("positive", DetectorState(), positive, BASE, 0, CFG)
+    _, t = evaluate("positive", DetectorState(), positive, BASE, 0, CFG)
     assert t is not None
     assert (t.kind, t.state, t.stats.count) == ("positive", "firing", 9)
 

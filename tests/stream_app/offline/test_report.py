@@ -43,7 +43,7 @@ def test_series_equals_brute_force_window_sums(buckets: dict[int, Counts]) -> No
         expected = stats(window, baseline, SETTINGS.detector)
         assert p.window == window
         assert p.score == expected.z
-        assert p.baseline_share == expected.baseline_share
+        assert p.baseline_share == expected.baseline
 
 
 def test_timeseries_csv_has_one_row_per_bucket(tmp_path: Path) -> None:

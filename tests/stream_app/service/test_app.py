@@ -18,13 +18,14 @@ from hypothesis import strategies as st
 from models.predictor import Prediction
 from stream_app.config import DetectorSettings, Settings, WindowSettings
 from stream_app.core.aggregator import Aggregator
-from stream_app.core.scoring import Scorer, to_entity_events
-from stream_app.schemas import Alert, DeadLetter, EntityEvent, ScoredNews
+from stream_app.core.fanout import partition_for
+from stream_app.core.scoring import Scorer
+from stream_app.schemas import Alert, DeadLetter, EntityBatch, EntityEvent, ScoredNews
 from stream_app.service.aggregate import AggregateStage
 from stream_app.service.batches import Record, run_with_retry
 from stream_app.service.health import HealthState
 from stream_app.service.metrics import Metrics
-from stream_app.service.score import ScoreStage
+from stream_app.service.score import ScoreStage, Topology
 from stream_app.store.memory import MemoryWindowStore
 
 S = Settings(  # type: ignore[call-arg]
@@ -65,20 +66,32 @@ class Recorder:
     """A broker that acks every send (or fails the first ``fail`` batches)."""
 
     def __init__(self, fail: int = 0) -> None:
-        self.sent: list[tuple[str, bytes | None, bytes]] = []
+        self.sent: list[tuple[str, bytes | None, bytes, int | None]] = []
         self.fail = fail
 
-    async def send(self, topic: str, key: bytes | None, value: bytes) -> Any:
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> Any:
         if self.fail:
             self.fail -= 1
             raise ConnectionError("broker down")
-        self.sent.append((topic, key, value))
+        self.sent.append((topic, key, value, partition))
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         fut.set_result(None)
         return fut
 
     def values(self, topic: str) -> list[bytes]:
-        return [v for t, _, v in self.sent if t == topic]
+        return [v for t, _, v, _ in self.sent if t == topic]
+
+    def batches(self) -> list[tuple[int | None, EntityBatch]]:
+        return [(p, EntityBatch.model_validate_json(v)) for t, _, v, p in self.sent if t == "ev"]
+
+    def events(self) -> list[EntityEvent]:
+        return [e for _, b in self.batches() for e in b.events]
+
+    def scored(self) -> list[ScoredNews]:
+        """The scored records riding on the market events (the aggregator publishes them)."""
+        return [ScoredNews.model_validate(e.scored) for e in self.events() if e.scored]
 
 
 def _news(i: int, headline: str, minutes: float = 0, tickers: Sequence[str] = ("ACME",)) -> bytes:
@@ -96,8 +109,11 @@ def _records(values: Sequence[bytes]) -> list[Record]:
     return [Record(v, "in", 0, i, timestamp_ms=None) for i, v in enumerate(values)]
 
 
+TOPOLOGY = Topology(news_partitions=1, entity_partitions=2, assigned_news=lambda: {0})
+
+
 def _score_stage(publisher: Any, metrics: Metrics | None = None) -> ScoreStage:
-    return ScoreStage(S, Scorer(RulePredictor()), to_entity_events, publisher, metrics or Metrics())
+    return ScoreStage(S, Scorer(RulePredictor()), publisher, metrics or Metrics(), TOPOLOGY)
 
 
 record_values = st.one_of(
@@ -120,7 +136,9 @@ def test_every_record_is_scored_or_dead_lettered(values: list[bytes]) -> None:
     finally:
         stage.close()
     assert scored + dead == len(values)
-    assert len(pub.values("scored")) == scored
+    assert len(pub.scored()) == scored  # one market event, carrying the record, per item
+    # every batch goes to every entity partition, each with the progress of partition 0
+    assert sorted(p for p, _ in pub.batches()) == [0, 1]
     letters = [DeadLetter.model_validate_json(v) for v in pub.values("dead")]
     assert len(letters) == dead
     # each dead letter carries its record's bytes and position
@@ -139,13 +157,13 @@ async def test_a_poison_text_is_dead_lettered_alone_with_its_bytes() -> None:
     assert letter.reason == "predictor_failure"
     assert letter.original_bytes() == values[1]
     assert letter.source_offset == 1
-    out = [ScoredNews.model_validate_json(v) for v in pub.values("scored")]
+    out = pub.scored()
     assert [(x.id, x.sentiment) for x in out] == [("n1", "neutral"), ("n3", "negative")]
-    # entity events are keyed by entity and carry their source position
-    events = [(k, EntityEvent.model_validate_json(v)) for t, k, v in pub.sent if t == "ev"]
-    assert {k for k, _ in events} == {b"ticker:ACME", b"market", b"topic:company-product-news"}
-    assert all(k == e.entity.encode() for k, e in events)
-    assert {e.source_offset for _, e in events if e.id == "n3"} == {2}
+    # entity events go to their entity's partition and carry their source position
+    placed = [(p, e) for p, b in pub.batches() for e in b.events]
+    assert {e.entity for _, e in placed} == {"ticker:ACME", "market", "topic:company-product-news"}
+    assert all(p == partition_for(e.entity, 2) for p, e in placed)
+    assert {e.source_offset for _, e in placed if e.id == "n3"} == {2}
     assert b'finpulse_dead_letters_total{reason="predictor_failure"} 1.0' in metrics.render()
 
 
@@ -154,10 +172,12 @@ async def test_stage_returns_only_after_every_send_is_acknowledged() -> None:
     all_sent = asyncio.Event()
 
     class SlowBroker:
-        async def send(self, topic: str, key: bytes | None, value: bytes) -> Any:
+        async def send(
+            self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+        ) -> Any:
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             acks.append(fut)
-            if len(acks) == 4:  # scored + 3 entity events
+            if len(acks) == 2:  # one entity batch per entity partition
                 all_sent.set()
             return fut
 
@@ -189,6 +209,8 @@ async def test_a_failed_batch_is_retried_until_it_succeeds() -> None:
 
 
 def _events(n_calm: int, n_neg: int) -> list[bytes]:
+    """One entity-topic record per event (news partition 0 progressing with it), then a
+    record saying partition 0 is idle, which releases the last events too."""
     out = []
     for i in range(n_calm + n_neg):
         neg = i >= n_calm
@@ -201,7 +223,9 @@ def _events(n_calm: int, n_neg: int) -> list[bytes]:
             headline=f"h{i}",
             model_version="m",
         )
-        out.append(ev.model_dump_json().encode())
+        batch = EntityBatch(source_partitions=1, progress={0: ev.event_time_ms}, events=[ev])
+        out.append(batch.model_dump_json().encode())
+    out.append(EntityBatch(source_partitions=1, idle=[0]).model_dump_json().encode())
     return out
 
 
@@ -211,12 +235,14 @@ async def test_aggregate_publishes_alerts_before_committing_and_rejects_junk() -
     original_send = pub.send
     failed_once = False
 
-    async def send(topic: str, key: bytes | None, value: bytes) -> Any:
+    async def send(
+        topic: str, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> Any:
         nonlocal failed_once
         if topic == "alerts" and not failed_once:
             failed_once = True
             raise ConnectionError("broker down")
-        return await original_send(topic, key, value)
+        return await original_send(topic, key, value, partition)
 
     pub.send = send  # type: ignore[method-assign]
     stage = AggregateStage(S, lambda: Aggregator(store, S.window, S.detector), pub, Metrics())
@@ -231,18 +257,21 @@ async def test_aggregate_publishes_alerts_before_committing_and_rejects_junk() -
         raise AssertionError("the alert publish failure must abort the batch")
     assert await store.entity_view("ticker:ACME") is None, "nothing committed before the ack"
 
-    assert await stage.process(records) == 50  # the retry
+    done = await stage.process(records)  # the retry: offers nothing twice, loses nothing
+    assert sorted(done) == [("ev", 0, i) for i in range(len(records))]
     view = await store.entity_view("ticker:ACME")
     assert view is not None
     # the 300 s window ending at the last event, computed independently
-    events = [EntityEvent.model_validate_json(v) for v in values[:-1]]
+    events = [e for v in values[:-2] for e in EntityBatch.model_validate_json(v).events]
     clock_bucket = max(e.event_time_ms for e in events) // 60_000
     inside = [e for e in events if e.event_time_ms // 60_000 > clock_bucket - 5]
     assert view.window.neg == sum(e.sentiment == "negative" for e in inside)
     assert view.window.neu == sum(e.sentiment == "neutral" for e in inside)
     alerts = [Alert.model_validate_json(v) for v in pub.values("alerts")]
-    assert [(a.entity, a.state) for a in alerts] == [("ticker:ACME", "firing")]
-    assert alerts[0].emitted_at is not None
+    # one episode: it fires, then escalates as the negatives pile up (never resolves)
+    assert [(a.entity, a.state) for a in alerts[:1]] == [("ticker:ACME", "firing")]
+    assert {(a.state, a.episode) for a in alerts[1:]} <= {("escalated", 1)}
+    assert all(a.emitted_at is not None for a in alerts)
     junk = [DeadLetter.model_validate_json(v) for v in pub.values("dead")]
     assert [d.reason for d in junk] == ["invalid_event"] * len(junk)
     assert junk

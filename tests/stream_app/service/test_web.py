@@ -8,7 +8,7 @@ import pytest
 
 from stream_app.config import DetectorSettings, WindowSettings
 from stream_app.core.aggregator import Aggregator, BatchOutcome
-from stream_app.schemas import EntityEvent
+from stream_app.schemas import EntityEvent, ms_to_datetime
 from stream_app.service.health import HealthState
 from stream_app.service.metrics import Metrics
 from stream_app.service.web import WebApi
@@ -77,10 +77,16 @@ async def test_entity_view_reports_the_window_counts() -> None:
     clock = max(e.event_time_ms for e in events)
     lo = (clock // 60_000 - 10 + 1) * 60_000
     in_window = [e for e in events if e.event_time_ms >= lo]
-    assert window["neg"] == sum(e.sentiment == "negative" for e in in_window)
-    assert window["neu"] == sum(e.sentiment == "neutral" for e in in_window)
-    assert body["clock_ms"] == clock
-    assert body["detector"]["status"] == "firing"
+    assert window["negative"] == sum(e.sentiment == "negative" for e in in_window)
+    assert window["neutral"] == sum(e.sentiment == "neutral" for e in in_window)
+    assert body["clock"] == ms_to_datetime(clock).isoformat()
+    assert body["kinds"]["negative"]["status"] == "firing"
+    # the series: one point per bucket, the last one holding the last event's bucket
+    series = body["series"]
+    assert len(series) == 60
+    last = [e for e in events if e.event_time_ms // 60_000 == clock // 60_000]
+    assert series[-1]["volume"] == len(last)
+    assert sum(p["negative"] for p in series) == sum(e.sentiment == "negative" for e in events)
 
 
 @pytest.mark.parametrize(
@@ -104,7 +110,9 @@ async def test_alerts_lists_the_firing_alert() -> None:
     assert resp.status == 200
     firing = json.loads(resp.body)["firing"]
     assert [a["entity"] for a in firing] == ["ticker:ACME"]
-    assert firing[0]["state"] == "firing"
+    # the episode's latest announcement: it fired and may have escalated since
+    assert firing[0]["state"] in ("firing", "escalated")
+    assert (firing[0]["kind"], firing[0]["episode"]) == ("negative", 1)
 
 
 # The last two: non-ASCII bytes as aiohttp hands them over (surrogate escapes), and text.
