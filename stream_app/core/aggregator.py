@@ -372,7 +372,9 @@ class Aggregator:
             if first_seen is None or t < first_seen:
                 first_seen = t
             story_id, repeat = (
-                index.observe(Signature(ev.signature), ev.id, t) if index else (ev.id, False)
+                index.observe(Signature(ev.signature), ev.id, t)
+                if index is not None
+                else (ev.id, False)
             )
             if is_story_entity:
                 stories.append(StoryOutcome(ev, story_id, "repeat" if repeat else "first"))
@@ -457,7 +459,9 @@ class Aggregator:
         """A copy of an item already counted: its story is the one its headline maps to."""
         if entry.late:
             return StoryOutcome(ev, None, None)
-        story = index.lookup(Signature(ev.signature), ev.event_time_ms) if index else None
+        story = (
+            index.lookup(Signature(ev.signature), ev.event_time_ms) if index is not None else None
+        )
         story = story or ev.id
         return StoryOutcome(ev, story, "first" if story == ev.id else "repeat")
 

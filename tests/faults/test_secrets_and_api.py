@@ -75,7 +75,7 @@ async def test_secrets_stay_out_of_logs_and_endpoints_and_api_is_read_only(
         status, body = http_get(base + path, API_TOKEN)
         assert status == 200, (path, status, body[:200])
         bodies[path] = body
-    assert json.loads(bodies["/entities/ticker:SEC"])["window"]["neu"] >= 0
+    assert json.loads(bodies["/entities/ticker:SEC"])["window"]["neutral"] >= 0
 
     # Read-only: every write method is refused on every route.
     for path in ("/health", "/metrics", "/entities/market", "/alerts"):
