@@ -2,11 +2,15 @@
 
 Starts a local redis-server (stream_app.devenv.embedded) unless --redis-url is given, generates
 a realistic entity mix (500 tickers with a skewed popularity, 20 topics, market; 1-2
-tickers per news item, so ~3.3 entity events per item), and pushes it through the
-aggregator in batches of N news items. Event generation is not timed. Prints one
-Markdown table row per batch size. Target: >= 50,000 entity-events/s.
+tickers per news item, so ~3.3 entity events per item; real corpus headlines with their
+novelty signatures, in event-time order as the sequencer releases them), and pushes it
+through the aggregator in batches of N news items. Event generation is not timed. Each
+batch size runs with the configured detectors and novelty ("stories") and with novelty
+off and the negative detector only ("counts"), so the cost of story-level detection is a
+ratio measured in one run. Prints one Markdown table row per run. Target: >= 50,000
+entity-events/s.
 
-    python bench/bench_windows.py --news 20000 --batch-news 64 1024
+    python -m bench.bench_windows --news 20000 --batch-news 64 1024
 """
 
 from __future__ import annotations
@@ -36,7 +40,13 @@ T0 = 1_790_000_000_000
 
 
 def make_news_events(n_news: int, seed: int = 0) -> list[list[EntityEvent]]:
+    from stream_app.core.novelty import signatures
+    from stream_app.offline.synthetic import load_labelled_texts
+
     rng = random.Random(seed)
+    corpus = list(dict.fromkeys(t.text for t in load_labelled_texts()))
+    heads = [corpus[i % len(corpus)] for i in range(n_news)]
+    sigs = signatures(heads)
     tickers = [f"T{i:03d}" for i in range(500)]
     weights = [1 / (i + 1) for i in range(500)]  # Zipf-like popularity
     topics = [topic_slug(t) for t in TOPIC_LABELS]
@@ -57,8 +67,9 @@ def make_news_events(n_news: int, seed: int = 0) -> list[list[EntityEvent]]:
                     event_time_ms=t,
                     sentiment=sent,  # type: ignore[arg-type]
                     negative_prob=p,
-                    headline=f"headline number {i} about {e}",
+                    headline=heads[i],
                     model_version="bench",
+                    signature=sigs[i].wire,
                 )
                 for e in ents
             ]
@@ -67,9 +78,15 @@ def make_news_events(n_news: int, seed: int = 0) -> list[list[EntityEvent]]:
 
 
 async def run(
-    url: str, news: list[list[EntityEvent]], batch_news: int, prefix: str
+    url: str, news: list[list[EntityEvent]], batch_news: int, prefix: str, stories: bool
 ) -> tuple[int, float, int]:
-    settings = Settings()
+    settings = Settings()  # type: ignore[call-arg]
+    if stories:
+        settings = settings.with_overrides(
+            **{"detector.detect": ["negative", "positive", "volume"]}
+        )
+    else:
+        settings = settings.with_overrides(**{"detector.novelty_window_seconds": 0})
     client = aioredis.Redis.from_url(url)
     store = RedisWindowStore(client, prefix, retention_seconds=settings.window.retention_seconds)
     agg = Aggregator(store, settings.window, settings.detector)
@@ -109,22 +126,25 @@ def main() -> int:
     try:
         rows = []
         for bn in args.batch_news:
-            total, secs, alerts = asyncio.run(run(url, news, bn, f"bench{bn}-{time.time_ns()}"))
-            rows.append((bn, total, secs, alerts))
+            for stories in (True, False):
+                prefix = f"bench{bn}-{int(stories)}-{time.time_ns()}"
+                total, secs, alerts = asyncio.run(run(url, news, bn, prefix, stories))
+                rows.append((bn, "stories" if stories else "counts", total, secs, alerts))
     finally:
         if svc is not None:
             svc.stop()
     machine = f"{platform.machine()} {platform.processor() or ''} python{platform.python_version()}"
     cmd = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     print(
-        "| date | machine | command | batch (news / ~events) | entity events | events/s | alerts |"
+        "| date | machine | command | batch (news / ~events) | mode | entity events "
+        "| events/s | alerts |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for bn, total, secs, alerts in rows:
+    print("|---|---|---|---|---|---|---|---|")
+    for bn, mode, total, secs, alerts in rows:
         per = total / max(1, len(range(0, args.news, bn)))
         print(
             f"| {datetime.now(UTC):%Y-%m-%d} | {machine.strip()} | `{cmd}` | {bn} / {per:.0f} "
-            f"| {total} | {total / secs:,.0f} | {alerts} |"
+            f"| {mode} | {total} | {total / secs:,.0f} | {alerts} |"
         )
     return 0
 

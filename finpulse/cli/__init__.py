@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from finpulse import __version__
-from finpulse.cli import alerts, link, offline, stream, train
+from finpulse.cli import alerts, explain, link, offline, stream, train
 from models.errors import FinpulseError
 
 # Each module's register(subparsers) adds its verbs with a `handler(args) -> int` default.
-REGISTRARS = (train, stream, alerts, offline, link)
+REGISTRARS = (train, stream, alerts, offline, link, explain)
 
 
 def build_parser() -> argparse.ArgumentParser:

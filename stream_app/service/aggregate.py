@@ -141,6 +141,7 @@ class AggregateStage:
                 lag = max(0.0, (now - out.watermark) / 1000)
                 self._metrics.watermark_lag.labels(partition=str(p)).set(lag)
         self._touched.clear()
+        self._metrics.events_held.set(sum(seq.held for seq in self.sequencers.values()))
 
     async def process(self, records: Sequence[Record]) -> list[RecordRef]:
         """Returns the records that are done (all their events released and committed).

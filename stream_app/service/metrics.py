@@ -65,6 +65,11 @@ class Metrics:
         self.alerts = Counter(
             "finpulse_alerts", "Alerts published, by state and kind", ["state", "kind"], registry=r
         )
+        self.events_held = Gauge(
+            "finpulse_events_held",
+            "Entity events waiting for the event-time watermark (not yet counted)",
+            registry=r,
+        )
         self.watermark_lag = Gauge(
             "finpulse_watermark_lag_seconds",
             "Wall clock minus the event-time watermark, per entity-topic partition",

@@ -11,22 +11,18 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from stream_app.devenv.embedded import Service
 from stream_app.schemas import Alert, DeadLetter, NewsItem, ScoredNews
 from tests.support.worker_proc import (
-    WorkerProcess,
     collect,
     http_get,
     http_json,
     produce,
-    worker_env,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -36,22 +32,6 @@ TOKEN = "pipeline-test-token"
 T0 = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
 
 
-@pytest.fixture
-def start_worker(
-    broker: Service, redis_server: Service, tiny_model_dir: Path, unique: str, tmp_path: Path
-) -> Iterator[Any]:
-    workers: list[WorkerProcess] = []
-
-    def start(**extra: str | int | float) -> WorkerProcess:
-        env = worker_env(broker, redis_server, tiny_model_dir, unique, **extra)
-        w = WorkerProcess(env, tmp_path / f"worker-{len(workers)}.log")
-        workers.append(w)
-        w.start()
-        return w
-
-    yield start
-    for w in workers:
-        w.stop()
 
 
 def _story(i: int) -> str:
