@@ -65,7 +65,6 @@ from stream_app.schemas import (
 from stream_app.store.base import (
     EVIDENCE_HEADLINE_CHARS,
     EVIDENCE_ORDERS,
-    HEADLINES_KEPT,
     AlertRecord,
     EntityCommit,
     EntitySnapshot,
@@ -79,6 +78,7 @@ from stream_app.store.base import (
 
 __all__ = ["STORY_ENTITY", "Aggregator", "AggregatorConflict", "BatchOutcome", "StoryOutcome"]
 
+HEADLINES_PER_BATCH = 10  # newest headlines an entity's commit adds to the desk's list
 STORY_ENTITY = "market"  # sees every item: its novelty is the story of the scored record
 _EVIDENCE_FOR: dict[str, EvidenceOrder] = {"negative": "neg", "positive": "pos", "volume": "recent"}
 
@@ -326,6 +326,7 @@ class Aggregator:
         fired: list[_Fired] = []
         items: list[_Item] = []
         recent: list[tuple[EntityEvent, str | None, bool]] = []
+        touched: set[str] = set()  # novelty keys this batch may have changed
         late: list[EntityEvent] = []
         stories: list[StoryOutcome] = []
         duplicates = applied = repeats = redelivered = 0
@@ -371,11 +372,12 @@ class Aggregator:
                 clock = t
             if first_seen is None or t < first_seen:
                 first_seen = t
-            story_id, repeat = (
-                index.observe(Signature(ev.signature), ev.id, t)
-                if index is not None
-                else (ev.id, False)
-            )
+            if index is not None:
+                sig = Signature(ev.signature)
+                story_id, repeat = index.observe(sig, ev.id, t)
+                touched.update(probe_keys(sig))
+            else:
+                story_id, repeat = ev.id, False
             if is_story_entity:
                 stories.append(StoryOutcome(ev, story_id, "repeat" if repeat else "first"))
             recent.append((ev, story_id, repeat))
@@ -423,7 +425,7 @@ class Aggregator:
                         )
                     )
 
-        newest = sorted(recent, key=lambda x: (x[0].event_time_ms, x[0].id))[-HEADLINES_KEPT:]
+        newest = sorted(recent, key=lambda x: (x[0].event_time_ms, x[0].id))[-HEADLINES_PER_BATCH:]
         commit = self._commit(
             snap,
             events,
@@ -435,6 +437,7 @@ class Aggregator:
             deltas,
             seen,
             index,
+            touched,
             items,
             len(late),
             duplicates,
@@ -477,6 +480,7 @@ class Aggregator:
         deltas: dict[int, Counts],
         seen: dict[str, SeenEntry],
         index: StoryIndex | None,
+        touched: set[str],
         items: list[_Item],
         late: int,
         duplicates: int,
@@ -496,11 +500,10 @@ class Aggregator:
         }
         stories: dict[str, tuple[str, int]] = {}
         if index is not None:
-            before = {key: f"{ms}:{s}" for key, (s, ms) in snap.stories.items()}
-            for key, value in index.to_dict().items():
-                if before.get(key) != value:
-                    ms, _, story = value.partition(":")
-                    stories[key] = (story, int(ms))
+            for key in touched:
+                now = index.entry(key)
+                if now is not None and snap.stories.get(key) != now:
+                    stories[key] = now
         token_src = "\x1f".join([snap.entity, str(snap.version), *(ev.id for _, ev in events)])
         return EntityCommit(
             entity=snap.entity,

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from stream_app.config import DetectorSettings
@@ -173,7 +173,16 @@ class DetectorState:
     severity: Severity | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Written per entity per batch: explicit fields, not dataclasses.asdict (deep copies).
+        return {
+            "status": self.status,
+            "episode": self.episode,
+            "episode_start_ms": self.episode_start_ms,
+            "cooldown_until_ms": self.cooldown_until_ms,
+            "last_change_ms": self.last_change_ms,
+            "peak_score": self.peak_score,
+            "severity": self.severity,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> DetectorState:

@@ -412,10 +412,15 @@ def _race(hashes: npt.NDArray[np.uint64], weights: npt.NDArray[np.intp]) -> npt.
 # --- comparing -----------------------------------------------------------------------
 def probe_keys(sig: Signature) -> list[str]:
     """Exact-match keys to look up: BANDS band keys (minhash), one (exact), none (empty)."""
-    kind, w = sig.kind, sig.wire
-    if kind == "minhash":
-        return [f"{i}{w[1 + 8 * i : 9 + 8 * i]}" for i in range(BANDS)]
-    return [w] if kind == "exact" else []
+    return list(_probe_keys(sig.wire))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _probe_keys(w: str) -> tuple[str, ...]:
+    # Cached: the aggregator asks for the same signature's keys several times per event.
+    if w[:1] == _MINHASH:
+        return tuple(f"{i}{w[1 + 8 * i : 9 + 8 * i]}" for i in range(BANDS))
+    return (w,) if w else ()
 
 
 def similarity(a: Signature, b: Signature) -> float:
@@ -511,6 +516,10 @@ class StoryIndex:
         if len(self._heap) > 4 * self.max_keys:  # refreshes leave stale pairs behind
             self._heap = [(ms, k) for k, (_, ms) in self._entries.items()]
             heapq.heapify(self._heap)
+
+    def entry(self, key: str) -> tuple[str, int] | None:
+        """The (story id, event ms) a probe key holds, live or not (a store writes it back)."""
+        return self._entries.get(key)
 
     def to_dict(self) -> dict[str, str]:
         """``{probe key: "event_ms:story_id"}``, sorted by key: a Redis hash as it is."""

@@ -43,6 +43,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -79,6 +80,11 @@ RECENT_ALERTS = 200
 
 def _s(v: bytes | str | None) -> str | None:
     return v.decode() if isinstance(v, bytes) else v
+
+
+def _dumps(value: Any) -> str:
+    """Compact JSON text; orjson because commit arguments are encoded per event (hot path)."""
+    return orjson.dumps(value).decode()
 
 
 def _detectors(raw: Any) -> dict[str, DetectorState]:
@@ -182,9 +188,7 @@ class RedisWindowStore:
             for req in requests:
                 k = self.keys(req.entity)
                 keys = [k[0], k[1], k[2], k[4]]
-                arg = json.dumps(
-                    [req.max_event_ms, *params, list(req.ids), list(req.probes)], ensure_ascii=False
-                )
+                arg = _dumps([req.max_event_ms, *params, list(req.ids), list(req.probes)])
                 await self._script(pipe, self._read, keys, [arg])
 
         async def run() -> list[Any]:
@@ -196,7 +200,7 @@ class RedisWindowStore:
 
     @staticmethod
     def _snapshot(entity: str, reply: bytes) -> EntitySnapshot:
-        state, flat_buckets, clock_bucket, flat_seen, flat_stories = json.loads(reply)
+        state, flat_buckets, clock_bucket, flat_seen, flat_stories = orjson.loads(reply)
         # cjson: missing hash fields are false, empty arrays are encoded as {}
         ver, clock, first, win, base, det, firing = (v or None for v in state)
         flat_buckets, flat_seen = flat_buckets or [], flat_seen or []
@@ -259,10 +263,8 @@ class RedisWindowStore:
             "first": -1 if c.first_seen_ms is None else c.first_seen_ms,
             "win": c.window.encode(),
             "base": c.baseline.encode(),
-            "det": json.dumps(
-                {k: v.to_dict() for k, v in sorted(c.detectors.items())}, separators=(",", ":")
-            ),
-            "firing": json.dumps(c.firing, separators=(",", ":")) if c.firing else "",
+            "det": _dumps({k: v.to_dict() for k, v in sorted(c.detectors.items())}),
+            "firing": _dumps(c.firing) if c.firing else "",
             "late": c.late,
             "dup": c.duplicates,
             "keep": c.first_kept_bucket,
@@ -282,14 +284,14 @@ class RedisWindowStore:
                 if items
             ],
             "a": [
-                [r.alert_id, json.dumps(r.data, separators=(",", ":")), r.event_ms]
+                [r.alert_id, _dumps(r.data), r.event_ms]
                 for r in c.alerts
             ],
             "akeep": ALERTS_KEPT,
-            "h": [json.dumps(h, ensure_ascii=False, separators=(",", ":")) for h in c.headlines],
+            "h": [_dumps(h) for h in c.headlines],
             "hkeep": HEADLINES_KEPT,
         }
-        return [json.dumps(change, ensure_ascii=False, separators=(",", ":"))]
+        return [_dumps(change)]
 
     async def commit(self, commits: Sequence[EntityCommit]) -> list[str]:
         prepared = [(c, self.keys(c.entity), self._commit_args(c)) for c in commits]

@@ -17,6 +17,7 @@ from stream_app.offline.backtest import BacktestError, apply_overrides, backtest
 from stream_app.offline.feeds import LoadedFeed, load_feed
 from stream_app.offline.prediction_cache import CachingPredictor, PredictionCache
 from stream_app.schemas import Alert
+from tests.support.stories import story
 
 BASE = Settings()  # type: ignore[call-arg]
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -72,19 +73,19 @@ class KeywordPredictor:
 def _burst_feed(path: Path) -> Path:
     rows = []
     for i in range(180):  # three quiet hours, one item a minute, shuffled below
-        rows.append({"id": f"q{i}", "headline": f"$AAA steady session {i}",
+        rows.append({"id": f"q{i}", "headline": story(1000 + i, "$AAA steady"),
                      "published_at": (T0 + timedelta(minutes=i)).isoformat()})  # fmt: skip
     for i in range(12):  # then a burst of crash news within six minutes
         rows.append(
             {
                 "id": f"b{i}",
-                "headline": f"$AAA crash deepens {i}",
+                "headline": story(i, "$AAA crash"),
                 "event_id": "crash",
                 "published_at": (T0 + timedelta(minutes=180, seconds=30 * i)).isoformat(),
             }
         )
     for i in range(60):  # and a quiet hour after
-        rows.append({"id": f"a{i}", "headline": f"$AAA calm again {i}",
+        rows.append({"id": f"a{i}", "headline": story(2000 + i, "$AAA calm"),
                      "published_at": (T0 + timedelta(minutes=190 + i)).isoformat()})  # fmt: skip
     rows = rows[::2] + rows[1::2]  # out of order on purpose: the backtest sorts
     path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "{not json\n")

@@ -19,6 +19,7 @@ from stream_app.offline.backtest import backtest
 from stream_app.offline.gate import GateError, parse_conditions
 from stream_app.schemas import Alert
 from tests.stream_app.offline.test_backtest import KeywordPredictor
+from tests.support.stories import story
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 BURST = T0 + timedelta(hours=3)
@@ -33,7 +34,7 @@ def feed(path: Path) -> Path:
     rows = [
         {
             "id": f"q{i}",
-            "headline": f"$AAA steady session {i}",
+            "headline": story(1000 + i, "$AAA steady"),
             "published_at": (T0 + timedelta(minutes=i)).isoformat(),
         }
         for i in range(180)
@@ -41,13 +42,13 @@ def feed(path: Path) -> Path:
     rows += [
         {
             "id": f"b{i}",
-            "headline": f"$AAA crash deepens {i}",
+            "headline": story(i, "$AAA crash"),
             "event_id": "crash",
             "published_at": (BURST + timedelta(seconds=30 * i)).isoformat(),
         }
         for i in range(12)
     ]
-    rows += [{"id": f"a{i}", "headline": f"$AAA calm again {i}",
+    rows += [{"id": f"a{i}", "headline": story(2000 + i, "$AAA calm"),
               "published_at": (BURST + timedelta(minutes=10 + i)).isoformat()}
              for i in range(60)]  # fmt: skip
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
