@@ -107,7 +107,8 @@ class DetectorSettings(BaseSettings):
     volume_warmup_seconds: int = Field(3600, ge=0)
     evidence_size: int = Field(5, ge=1, le=50)
     novelty_window_seconds: int = Field(86_400, ge=0)
-    novelty_max_keys: int = Field(20_480, ge=10, le=1_000_000)
+    # ~10 keys per story: 200k keys hold ~20k stories a day per entity (the market's)
+    novelty_max_keys: int = Field(200_000, ge=10, le=10_000_000)
 
     @field_validator("detect", mode="before")
     @classmethod

@@ -77,12 +77,12 @@ def test_the_installed_wheel_runs_every_offline_verb_from_an_empty_directory(
     texts = [p["text"] for p in preds]
     assert texts == ["Tesla shares plunge after recall", "Apple beats estimates"]
 
-    rows = ["text,label", "Shares plunge after the recall,0", "Record profit lifts stock,1",
+    rows = ["Shares plunge after the recall,0", "Record profit lifts stock,1",
             "Company holds annual meeting,2"] * 10  # fmt: skip
-    (work / "mine.csv").write_text("\n".join(rows) + "\n")
+    (work / "mine.csv").write_text("\n".join(["text,label", *rows]) + "\n")
     report = json.loads(_finpulse(venv_bin, work, "evaluate", "m", "--data", "mine.csv",
                                   "--json", "--no-baselines"))  # fmt: skip
-    assert [(h["head"], h["model"]["n"]) for h in report["heads"]] == [("sentiment", 40)]
+    assert [(h["head"], h["model"]["n"]) for h in report["heads"]] == [("sentiment", 30)]
 
     _finpulse(venv_bin, work, "generate-feed", "--output", "feed.jsonl", "--items", "300",
               "--seed", "3", "--bursts", "1")  # fmt: skip

@@ -44,10 +44,10 @@ from stream_app.core.detector import (
     DetectorState,
     Stats,
     Transition,
-    VolumeScale,
     evaluate,
     may_change,
     stats,
+    volume_scale,
 )
 from stream_app.core.entities import is_valid_entity
 from stream_app.core.novelty import Signature, StoryIndex, probe_keys
@@ -298,12 +298,6 @@ class Aggregator:
             outcome.redelivered = sum(r.redelivered for r in kept)
         return outcome, conflicts
 
-    def _volume_scale(self, clock: int, first_seen: int) -> VolumeScale:
-        g = self.geometry
-        observed = g.bucket(clock) - g.window_buckets - g.bucket(first_seen) + 1
-        span = g.baseline_buckets - g.window_buckets
-        return VolumeScale(g.window_buckets, max(0, min(span, observed)), self.bucket_seconds)
-
     def _run(self, snap: EntitySnapshot, events: list[tuple[int, EntityEvent]]) -> _Run:
         g, cfg = self.geometry, self.cfg
         clock, first_seen = snap.clock_ms, snap.first_seen_ms
@@ -407,7 +401,7 @@ class Aggregator:
                 det = dets[kind]
                 if not may_change(kind, det, window, clock, cfg):
                     continue
-                scale = self._volume_scale(clock, first_seen) if kind == "volume" else None
+                scale = volume_scale(g, clock, first_seen) if kind == "volume" else None
                 new, tr = evaluate(kind, det, window, baseline, clock, cfg, scale)
                 dets[kind] = new
                 if tr is not None:

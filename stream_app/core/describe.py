@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from stream_app.config import DetectorSettings, WindowSettings
-from stream_app.core.detector import VolumeScale, fire_level, severity, stats
+from stream_app.core.detector import fire_level, severity, stats, volume_scale
 from stream_app.core.windows import Counts, WindowGeometry
 from stream_app.schemas import DETECTOR_KINDS, DetectorKind, ms_to_datetime
 from stream_app.store.base import EntityView
@@ -22,18 +22,10 @@ from stream_app.store.base import EntityView
 __all__ = ["bucket_row", "describe_entity", "series"]
 
 
-def _scale(view: EntityView, g: WindowGeometry, ws: WindowSettings) -> VolumeScale:
-    clock = view.clock_ms or 0
-    first = view.first_seen_ms if view.first_seen_ms is not None else clock
-    observed = g.bucket(clock) - g.window_buckets - g.bucket(first) + 1
-    span = g.baseline_buckets - g.window_buckets
-    return VolumeScale(g.window_buckets, max(0, min(span, observed)), ws.bucket_seconds)
-
-
 def describe_entity(view: EntityView, ws: WindowSettings, cfg: DetectorSettings) -> dict[str, Any]:
     """The entity's window, baseline and every kind's reading, as JSON-ready data."""
     g = WindowGeometry.of(ws)
-    scale = _scale(view, g, ws)
+    scale = volume_scale(g, view.clock_ms or 0, view.first_seen_ms)
     kinds: dict[str, Any] = {}
     for kind in DETECTOR_KINDS:
         k: DetectorKind = kind  # type: ignore[assignment]

@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from stream_app.config import DetectorSettings
-from stream_app.core.windows import Counts
+from stream_app.core.windows import Counts, WindowGeometry
 from stream_app.schemas import SEVERITIES, AlertState, DetectorKind, Severity
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "may_change",
     "severity",
     "stats",
+    "volume_scale",
 ]
 
 Status = Literal["idle", "firing", "cooldown"]
@@ -113,27 +114,24 @@ def stats(
     scale: VolumeScale | None = None,
 ) -> Stats:
     """The ``kind`` test of ``window`` against ``baseline`` (first stories only)."""
-    if kind == "negative":
-        return _share_stats(
-            window.neg,
-            window.total,
-            baseline.neg,
-            baseline.total,
-            cfg.baseline_prior_share,
-            cfg.baseline_prior_weight,
-        )
-    if kind == "positive":
-        return _share_stats(
-            window.pos,
-            window.total,
-            baseline.pos,
-            baseline.total,
-            cfg.positive_prior_share,
-            cfg.baseline_prior_weight,
-        )
-    if scale is None:
-        raise ValueError("the volume test needs a VolumeScale")
-    return _volume_stats(window.total, baseline.total, scale, cfg)
+    if kind == "volume":
+        if scale is None:
+            raise ValueError("the volume test needs a VolumeScale")
+        return _volume_stats(window.total, baseline.total, scale, cfg)
+    negative = kind == "negative"
+    k, k0 = (window.neg, baseline.neg) if negative else (window.pos, baseline.pos)
+    prior = cfg.baseline_prior_share if negative else cfg.positive_prior_share
+    return _share_stats(k, window.total, k0, baseline.total, prior, cfg.baseline_prior_weight)
+
+
+def volume_scale(geometry: WindowGeometry, clock_ms: int, first_seen_ms: int | None) -> VolumeScale:
+    """The volume test's scale at ``clock_ms`` for an entity first seen at ``first_seen_ms``:
+    how many baseline buckets the entity has been observed for (0 .. baseline - window)."""
+    g = geometry
+    first = first_seen_ms if first_seen_ms is not None else clock_ms
+    observed = g.bucket(clock_ms) - g.window_buckets - g.bucket(first) + 1
+    span = g.baseline_buckets - g.window_buckets
+    return VolumeScale(g.window_buckets, max(0, min(span, observed)), g.bucket_ms // 1000)
 
 
 def fire_level(kind: DetectorKind, cfg: DetectorSettings) -> float:

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from stream_app.config import DetectorSettings, WindowSettings
-from stream_app.core.detector import DetectorState, VolumeScale, evaluate, fire_level, stats
-from stream_app.core.windows import Counts, WindowGeometry
+from stream_app.core.detector import DetectorState, evaluate, fire_level, stats, volume_scale
+from stream_app.core.windows import Counts, WindowGeometry, sum_buckets
 from stream_app.schemas import Alert
 
 __all__ = ["buckets_needed", "explain"]
@@ -39,34 +39,19 @@ def buckets_needed(record: Mapping[str, Any]) -> range:
     return range(b - g.baseline_buckets + 1, b + 1)
 
 
-def _sum(stored: Mapping[int, Counts], r: range) -> Counts:
-    out = Counts()
-    for b in r:
-        c = stored.get(b)
-        if c is not None:
-            out.add(c)
-    return out
-
-
 def explain(entity: str, record: Mapping[str, Any], stored: Mapping[int, Counts]) -> dict[str, Any]:
     """The decision behind ``record``'s alert, recomputed from ``stored`` bucket counts."""
     alert = Alert.model_validate(record["alert"])
-    g, ws, cfg = _geometry(record)
+    g, _, cfg = _geometry(record)
     clock = int(record["clock_ms"])
     b = g.bucket(clock)
-    window = _sum(stored, range(b - g.window_buckets + 1, b))
+    window = sum_buckets(stored, range(b - g.window_buckets + 1, b))
     window.add(Counts.decode(record["partial"]))
-    baseline = _sum(stored, range(b - g.baseline_buckets + 1, b - g.window_buckets + 1))
+    baseline = sum_buckets(stored, range(b - g.baseline_buckets + 1, b - g.window_buckets + 1))
     kind = alert.kind
     if kind == "model_drift":
         raise ValueError("model drift alerts are explained by the model monitor, not buckets")
-    first_seen = int(record.get("first_seen_ms") or clock)
-    observed = b - g.window_buckets - g.bucket(first_seen) + 1
-    scale = VolumeScale(
-        g.window_buckets,
-        max(0, min(g.baseline_buckets - g.window_buckets, observed)),
-        ws.bucket_seconds,
-    )
+    scale = volume_scale(g, clock, record.get("first_seen_ms"))
     before = DetectorState.from_dict(record["state_before"])
     s = stats(window, baseline, cfg, kind, scale)
     _, transition = evaluate(kind, before, window, baseline, clock, cfg, scale)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from stream_app.config import WindowSettings
 
-__all__ = ["Counts", "WindowGeometry"]
+__all__ = ["Counts", "WindowGeometry", "sum_buckets"]
 
 MICROS = 1_000_000
 
@@ -114,6 +114,16 @@ class Counts:
         if isinstance(text, bytes):
             text = text.decode()
         return cls(*(int(v) for v in text.split(",")))
+
+
+def sum_buckets(buckets: Mapping[int, Counts], indices: Iterable[int]) -> Counts:
+    """The counts of ``indices`` added up (absent buckets are empty)."""
+    out = Counts()
+    for b in indices:
+        c = buckets.get(b)
+        if c is not None:
+            out.add(c)
+    return out
 
 
 def _present(r: range, layer: Mapping[int, Counts]) -> Iterable[int]:

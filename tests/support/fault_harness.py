@@ -328,7 +328,7 @@ class RedisView:
 
     async def entities(self, pattern: str) -> set[str]:
         """Entities matching a glob (``topic:*``) that have an applied-id set."""
-        keys = self.client.scan_iter(match=f"{self.prefix}:v1:{{{pattern}}}:i", count=500)
+        keys = self.client.scan_iter(match=f"{self.prefix}:v2:{{{pattern}}}:i", count=500)
         return {(k.decode() if isinstance(k, bytes) else k).split("{", 1)[1].split("}")[0]
                 async for k in keys}  # fmt: skip
 

@@ -1,5 +1,8 @@
 """Reference implementations the product's fast paths are tested against.
 
+(``sum_counts`` is the product's own ``windows.sum_buckets``: explain needs it too, and a
+plain loop is its own reference.)
+
 Each oracle is the plain, obviously-correct form of a rule the product implements in an
 optimised way (``WindowGeometry.slide_layers``, the aggregator's inlined late rule, the
 stores' pruned bucket reads). They live here, not in the product, because no product
@@ -10,20 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stream_app.core.windows import Counts, WindowGeometry
+from stream_app.core.windows import Counts, WindowGeometry, sum_buckets
 
-
-def sum_counts(buckets: Mapping[int, Counts], indices: Iterable[int]) -> Counts:
-    out = Counts()
-    for b in indices:
-        c = buckets.get(b)
-        if c is not None:
-            out.add(c)
-    return out
+sum_counts = sum_buckets  # the product's own plain loop
 
 
 def baseline_range(g: WindowGeometry, clock_ms: int) -> range:
