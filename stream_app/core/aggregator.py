@@ -222,6 +222,10 @@ class Aggregator:
         self.bucket_seconds = window.bucket_seconds
         self.cfg = detector
         self.kinds: tuple[DetectorKind, ...] = tuple(detector.detect)
+        # evidence is kept only in the orders the enabled kinds' alerts show
+        self.orders = tuple(
+            o for o in EVIDENCE_ORDERS if o in {_EVIDENCE_FOR[k] for k in self.kinds}
+        )
         self.novelty_ms = detector.novelty_window_seconds * 1000
         self.max_conflict_retries = max_conflict_retries
 
@@ -489,7 +493,7 @@ class Aggregator:
                 by_bucket.setdefault(it.bucket, []).append(it.evidence)
         k = cfg.evidence_size
         evidence: dict[int, dict[str, list[EvidenceItem]]] = {
-            b: {order: top_evidence(v, k, order) for order in EVIDENCE_ORDERS}
+            b: {order: top_evidence(v, k, order) for order in self.orders}
             for b, v in by_bucket.items()
         }
         stories: dict[str, tuple[str, int]] = {}

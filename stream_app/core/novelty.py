@@ -495,9 +495,30 @@ class StoryIndex:
         self.expire(event_ms)
 
     def observe(self, sig: Signature, item_id: str, event_ms: int) -> tuple[str, bool]:
-        """Lookup then add: ``(story_id, is_repeat)``; a first is its own story."""
-        story = self.lookup(sig, event_ms)
-        self.add(sig, story or item_id, event_ms)
+        """Lookup then add: ``(story_id, is_repeat)``; a first is its own story.
+
+        Hot path (the aggregator calls it per event): ``lookup`` and ``add`` inlined into
+        one pass over the probe keys, same rules.
+        """
+        entries, cutoff = self._entries, event_ms - self.window_ms
+        hits = [(key, entries.get(key)) for key in _probe_keys(sig.wire)]
+        found: dict[str, tuple[int, int]] = {}  # story -> (-hits, earliest ms)
+        for _, entry in hits:
+            if entry is not None and entry[1] > cutoff:
+                n, ms = found.get(entry[0], (0, entry[1]))
+                found[entry[0]] = (n - 1, min(ms, entry[1]))
+        story = min(found, key=lambda x: (*found[x], x)) if found else None
+        owner = story or item_id
+        for key, entry in hits:
+            if (
+                entry is not None
+                and entry[1] > cutoff
+                and (entry[0] != owner or entry[1] >= event_ms)
+            ):
+                continue
+            entries[key] = (owner, event_ms)
+            heapq.heappush(self._heap, (event_ms, key))
+        self.expire(event_ms)
         return (story, True) if story is not None else (item_id, False)
 
     def expire(self, now_ms: int) -> None:

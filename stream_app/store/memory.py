@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,8 +51,49 @@ class _Entity:
     evidence: dict[int, dict[str, list[EvidenceItem]]] = field(default_factory=dict)
     alerts: dict[str, AlertRecord] = field(default_factory=dict)
     headlines: list[dict[str, Any]] = field(default_factory=list)  # newest first
+    # Pruning indexes, so a commit costs what it prunes, not what the entity holds (the
+    # Redis store keeps the same as a low-water field and sorted sets).
+    bucket_lo: int | None = None
+    evidence_lo: int | None = None
+    seen_heap: list[tuple[int, str]] = field(default_factory=list)
+    story_heap: list[tuple[int, str]] = field(default_factory=list)
     late: int = 0
     duplicates: int = 0
+
+
+def _prune_below(
+    stored: dict[int, Any], lo: int | None, cut: int, added: Mapping[int, Any]
+) -> int | None:
+    """Delete buckets below ``cut``; ``lo`` is the lowest bucket possibly held. Returns it."""
+    if added:
+        lo = min(added) if lo is None else min(lo, min(added))
+    if lo is None or lo >= cut:
+        return lo
+    if cut - lo <= 4096:
+        for b in range(lo, cut):
+            stored.pop(b, None)
+    else:
+        for b in [b for b in stored if b < cut]:
+            del stored[b]
+    return cut
+
+
+def _expire(
+    heap: list[tuple[int, str]],
+    held: dict[str, Any],
+    ms_of: Callable[[str], int],
+    upto: int | None,
+    *,
+    one: bool = False,
+) -> None:
+    """Pop heap entries scored at or below ``upto`` (or just the smallest, ``one``) and
+    delete them from ``held``; stale heap entries (re-scored since) are skipped."""
+    while heap and (one or heap[0][0] <= (upto if upto is not None else heap[0][0] - 1)):
+        ms, key = heapq.heappop(heap)
+        if key in held and ms_of(key) == ms:
+            del held[key]
+            if one:
+                return
 
 
 class MemoryWindowStore:
@@ -145,23 +186,25 @@ class MemoryWindowStore:
         e.duplicates += c.duplicates
         for b, d in c.bucket_deltas.items():
             e.buckets[b] = e.buckets.get(b, Counts()) + d
-        e.buckets = {b: v for b, v in e.buckets.items() if b >= c.first_kept_bucket}
-        e.seen.update(c.seen)
-        e.seen = {i: s for i, s in e.seen.items() if s.event_ms >= c.seen_cutoff_ms}
-        e.stories.update(c.stories)
-        e.stories = {k: v for k, v in e.stories.items() if v[1] > c.story_cutoff_ms}
-        if len(e.stories) > c.story_max_keys:  # evict the oldest, as a Redis ZPOPMIN does
-            drop = heapq.nsmallest(
-                len(e.stories) - c.story_max_keys, ((ms, k) for k, (_, ms) in e.stories.items())
-            )
-            for _, k in drop:
-                del e.stories[k]
+        e.bucket_lo = _prune_below(e.buckets, e.bucket_lo, c.first_kept_bucket, c.bucket_deltas)
+        for i, entry in c.seen.items():
+            e.seen[i] = entry
+            heapq.heappush(e.seen_heap, (entry.event_ms, i))
+        _expire(e.seen_heap, e.seen, lambda i: e.seen[i].event_ms, c.seen_cutoff_ms - 1)
+        for k, story in c.stories.items():
+            e.stories[k] = story
+            heapq.heappush(e.story_heap, (story[1], k))
+        _expire(e.story_heap, e.stories, lambda k: e.stories[k][1], c.story_cutoff_ms)
+        while len(e.stories) > c.story_max_keys:  # evict the oldest, as a Redis ZPOPMIN does
+            _expire(e.story_heap, e.stories, lambda k: e.stories[k][1], None, one=True)
         for b, orders in c.evidence.items():
             have = e.evidence.setdefault(b, {})
             for order in EVIDENCE_ORDERS:
-                merged = [*have.get(order, ()), *orders.get(order, ())]
-                have[order] = top_evidence(merged, c.evidence_size, order)
-        e.evidence = {b: v for b, v in e.evidence.items() if b >= c.first_evidence_bucket}
+                if order in orders:
+                    merged = [*have.get(order, ()), *orders[order]]
+                    have[order] = top_evidence(merged, c.evidence_size, order)
+        e.evidence_lo = _prune_below(e.evidence, e.evidence_lo, c.first_evidence_bucket,
+                                     c.evidence)  # fmt: skip
         e.headlines = [*reversed(c.headlines), *e.headlines][:HEADLINES_KEPT]
         for record in c.alerts:
             e.alerts[record.alert_id] = record
