@@ -312,11 +312,7 @@ class Aggregator:
         seen_before = snap.seen
         seen: dict[str, SeenEntry] = {}
         index = (
-            StoryIndex.from_dict(
-                {k: f"{ms}:{s}" for k, (s, ms) in snap.stories.items()},
-                window_ms=self.novelty_ms,
-                max_keys=1 << 40,
-            )
+            StoryIndex.working(snap.stories, window_ms=self.novelty_ms)
             if self.novelty_ms
             else None
         )
@@ -324,7 +320,6 @@ class Aggregator:
         fired: list[_Fired] = []
         items: list[_Item] = []
         recent: list[tuple[EntityEvent, str | None, bool]] = []
-        touched: set[str] = set()  # novelty keys this batch may have changed
         late: list[EntityEvent] = []
         stories: list[StoryOutcome] = []
         duplicates = applied = repeats = redelivered = 0
@@ -373,7 +368,6 @@ class Aggregator:
             if index is not None:
                 sig = Signature(ev.signature)
                 story_id, repeat = index.observe(sig, ev.id, t)
-                touched.update(probe_keys(sig))
             else:
                 story_id, repeat = ev.id, False
             if is_story_entity:
@@ -435,7 +429,6 @@ class Aggregator:
             deltas,
             seen,
             index,
-            touched,
             items,
             len(late),
             duplicates,
@@ -478,7 +471,6 @@ class Aggregator:
         deltas: dict[int, Counts],
         seen: dict[str, SeenEntry],
         index: StoryIndex | None,
-        touched: set[str],
         items: list[_Item],
         late: int,
         duplicates: int,
@@ -496,12 +488,7 @@ class Aggregator:
             b: {order: top_evidence(v, k, order) for order in self.orders}
             for b, v in by_bucket.items()
         }
-        stories: dict[str, tuple[str, int]] = {}
-        if index is not None:
-            for key in touched:
-                now = index.entry(key)
-                if now is not None and snap.stories.get(key) != now:
-                    stories[key] = now
+        stories = dict(index.changed) if index is not None else {}
         token_src = "\x1f".join([snap.entity, str(snap.version), *(ev.id for _, ev in events)])
         return EntityCommit(
             entity=snap.entity,

@@ -456,10 +456,17 @@ class StoryIndex:
     * ``expire``: drop expired entries, then the smallest (event ms, key) while more than
       ``max_keys`` remain (a Redis ZSET pops equal scores by member, the same order);
       ``add`` ends with ``expire(event_ms)``, so the index never holds more than that.
+
+    ``bounded=False`` (``working``) skips the expiry bookkeeping: liveness is checked by
+    event time on every lookup anyway, and a working copy over a batch's probed keys is
+    thrown away after the store has applied its own bounds. It records its writes in
+    ``changed`` instead: what a commit sends back to the store.
     """
 
     window_ms: int
     max_keys: int = 4096
+    bounded: bool = True
+    changed: dict[str, tuple[str, int]] = field(default_factory=dict, repr=False)
     _entries: dict[str, tuple[str, int]] = field(default_factory=dict, repr=False)
     _heap: list[tuple[int, str]] = field(default_factory=list, repr=False)  # may hold stale
 
@@ -491,8 +498,12 @@ class StoryIndex:
             if entry is not None and (entry[0] != story_id or entry[1] >= event_ms):
                 continue
             self._entries[key] = (story_id, event_ms)
-            heapq.heappush(self._heap, (event_ms, key))
-        self.expire(event_ms)
+            if self.bounded:
+                heapq.heappush(self._heap, (event_ms, key))
+            else:
+                self.changed[key] = (story_id, event_ms)
+        if self.bounded:
+            self.expire(event_ms)
 
     def observe(self, sig: Signature, item_id: str, event_ms: int) -> tuple[str, bool]:
         """Lookup then add: ``(story_id, is_repeat)``; a first is its own story.
@@ -516,9 +527,13 @@ class StoryIndex:
                 and (entry[0] != owner or entry[1] >= event_ms)
             ):
                 continue
-            entries[key] = (owner, event_ms)
-            heapq.heappush(self._heap, (event_ms, key))
-        self.expire(event_ms)
+            entries[key] = value = (owner, event_ms)
+            if self.bounded:
+                heapq.heappush(self._heap, (event_ms, key))
+            else:
+                self.changed[key] = value
+        if self.bounded:
+            self.expire(event_ms)
         return (story, True) if story is not None else (item_id, False)
 
     def expire(self, now_ms: int) -> None:
@@ -541,6 +556,13 @@ class StoryIndex:
     def entry(self, key: str) -> tuple[str, int] | None:
         """The (story id, event ms) a probe key holds, live or not (a store writes it back)."""
         return self._entries.get(key)
+
+    @classmethod
+    def working(cls, entries: Mapping[str, tuple[str, int]], *, window_ms: int) -> StoryIndex:
+        """An unbounded copy of ``entries`` (probe key -> (story id, event ms))."""
+        index = cls(window_ms, bounded=False)
+        index._entries = dict(entries)
+        return index
 
     def to_dict(self) -> dict[str, str]:
         """``{probe key: "event_ms:story_id"}``, sorted by key: a Redis hash as it is."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ __all__ = ["MemoryWindowStore"]
 
 ALERTS_KEPT = 100  # explain records per entity
 RECENT_ALERTS = 200  # the desk's recent-alerts list
+SWEEP_MIN = 1024  # seen ids / story keys held before the first sweep of dead entries
 
 
 @dataclass(slots=True)
@@ -51,12 +52,15 @@ class _Entity:
     evidence: dict[int, dict[str, list[EvidenceItem]]] = field(default_factory=dict)
     alerts: dict[str, AlertRecord] = field(default_factory=dict)
     headlines: list[dict[str, Any]] = field(default_factory=list)  # newest first
-    # Pruning indexes, so a commit costs what it prunes, not what the entity holds (the
-    # Redis store keeps the same as a low-water field and sorted sets).
+    # Pruning state, so a commit costs what it prunes, not what the entity holds. Buckets:
+    # low-water marks. Seen ids and story keys: event-time floors below which entries are
+    # dead (reads skip them, as Redis has removed them), swept when a dict doubles.
     bucket_lo: int | None = None
     evidence_lo: int | None = None
-    seen_heap: list[tuple[int, str]] = field(default_factory=list)
-    story_heap: list[tuple[int, str]] = field(default_factory=list)
+    seen_floor: int = 0  # live: event_ms >= floor
+    story_floor: int = 0  # live: event_ms > floor
+    seen_sweep_at: int = SWEEP_MIN
+    story_sweep_at: int = SWEEP_MIN
     late: int = 0
     duplicates: int = 0
 
@@ -78,22 +82,15 @@ def _prune_below(
     return cut
 
 
-def _expire(
-    heap: list[tuple[int, str]],
-    held: dict[str, Any],
-    ms_of: Callable[[str], int],
-    upto: int | None,
-    *,
-    one: bool = False,
-) -> None:
-    """Pop heap entries scored at or below ``upto`` (or just the smallest, ``one``) and
-    delete them from ``held``; stale heap entries (re-scored since) are skipped."""
-    while heap and (one or heap[0][0] <= (upto if upto is not None else heap[0][0] - 1)):
-        ms, key = heapq.heappop(heap)
-        if key in held and ms_of(key) == ms:
-            del held[key]
-            if one:
-                return
+def _evict_oldest(stories: dict[str, tuple[str, int]], max_keys: int) -> None:
+    """Drop the smallest (event ms, key) while over ``max_keys``, as a Redis ZPOPMIN does.
+
+    O(held) per call: at capacity every commit pays it, as Redis pays ZPOPMIN's log n.
+    """
+    excess = len(stories) - max_keys
+    if excess > 0:
+        for _, key in heapq.nsmallest(excess, ((ms, k) for k, (_, ms) in stories.items())):
+            del stories[key]
 
 
 class MemoryWindowStore:
@@ -139,8 +136,16 @@ class MemoryWindowStore:
                 firing=dict(e.firing),
                 buckets=buckets,
                 clock_bucket=clock_bucket,
-                seen={i: e.seen[i] for i in req.ids if i in e.seen},
-                stories={k: e.stories[k] for k in req.probes if k in e.stories},
+                seen={
+                    i: s
+                    for i in req.ids
+                    if (s := e.seen.get(i)) is not None and s.event_ms >= e.seen_floor
+                },
+                stories={
+                    k: st
+                    for k in req.probes
+                    if (st := e.stories.get(k)) is not None and st[1] > e.story_floor
+                },
             )
         return out
 
@@ -187,16 +192,19 @@ class MemoryWindowStore:
         for b, d in c.bucket_deltas.items():
             e.buckets[b] = e.buckets.get(b, Counts()) + d
         e.bucket_lo = _prune_below(e.buckets, e.bucket_lo, c.first_kept_bucket, c.bucket_deltas)
-        for i, entry in c.seen.items():
-            e.seen[i] = entry
-            heapq.heappush(e.seen_heap, (entry.event_ms, i))
-        _expire(e.seen_heap, e.seen, lambda i: e.seen[i].event_ms, c.seen_cutoff_ms - 1)
-        for k, story in c.stories.items():
-            e.stories[k] = story
-            heapq.heappush(e.story_heap, (story[1], k))
-        _expire(e.story_heap, e.stories, lambda k: e.stories[k][1], c.story_cutoff_ms)
-        while len(e.stories) > c.story_max_keys:  # evict the oldest, as a Redis ZPOPMIN does
-            _expire(e.story_heap, e.stories, lambda k: e.stories[k][1], None, one=True)
+        e.seen.update(c.seen)
+        e.seen_floor = max(e.seen_floor, c.seen_cutoff_ms)
+        if len(e.seen) > e.seen_sweep_at:
+            floor = e.seen_floor
+            e.seen = {i: s for i, s in e.seen.items() if s.event_ms >= floor}
+            e.seen_sweep_at = max(SWEEP_MIN, 2 * len(e.seen))
+        e.stories.update(c.stories)
+        e.story_floor = max(e.story_floor, c.story_cutoff_ms)
+        if len(e.stories) > min(e.story_sweep_at, c.story_max_keys):
+            floor = e.story_floor
+            e.stories = {k: s for k, s in e.stories.items() if s[1] > floor}
+            _evict_oldest(e.stories, c.story_max_keys)
+            e.story_sweep_at = max(SWEEP_MIN, 2 * len(e.stories))
         for b, orders in c.evidence.items():
             have = e.evidence.setdefault(b, {})
             for order in EVIDENCE_ORDERS:

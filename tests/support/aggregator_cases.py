@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from stream_app.config import DetectorSettings, WindowSettings
 from stream_app.core.aggregator import Aggregator, BatchOutcome
 from stream_app.core.detector import DetectorState, evaluate
+from stream_app.core.novelty import signature
 from stream_app.core.windows import Counts, WindowGeometry
 from stream_app.schemas import Alert, EntityEvent
 from tests.support.oracles import baseline_range, sum_counts
+from tests.support.stories import story
 
 T0 = 1_700_000_000_000
 WS = WindowSettings(
@@ -25,9 +27,16 @@ DS = DetectorSettings(min_negative_count=3, cooldown_seconds=300, evidence_size=
 
 
 def make_events(
-    seed: int, n: int = 400, entities: Sequence[str] = ("market", "ticker:A")
+    seed: int,
+    n: int = 400,
+    entities: Sequence[str] = ("market", "ticker:A"),
+    *,
+    signed: bool = False,
 ) -> list[EntityEvent]:
-    """Mostly in-order events with a burst of negatives, jitter (some late) and repeats."""
+    """Mostly in-order events with a burst of negatives, jitter (some late) and repeats.
+
+    ``signed``: distinct-story headlines with novelty signatures, so the stores' story
+    keys are written too (unsigned events skip novelty)."""
     rng = random.Random(seed)
     out: list[EntityEvent] = []
     t = T0
@@ -39,14 +48,16 @@ def make_events(
         neg = rng.random() < (0.7 if burst else 0.12)
         sent = "negative" if neg else rng.choice(["neutral", "positive"])
         p = round(rng.uniform(0.5, 1.0) if neg else rng.uniform(0.0, 0.4), 4)
+        headline = story(i) if signed else f"headline {i}"
         ev = EntityEvent(
             entity=ent,
             id=f"n{i}",
             event_time_ms=t + jitter,
             sentiment=sent,  # type: ignore[arg-type]
             negative_prob=p,
-            headline=f"headline {i}",
+            headline=headline,
             model_version="m1",
+            signature=signature(headline).wire if signed else "",
         )
         out.append(ev)
         if rng.random() < 0.05 and out:
