@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections import Counter
@@ -106,7 +107,9 @@ async def test_fast_replay_into_four_partitions_is_exact_and_matches_the_backtes
     feed_path = tmp_path / "feed.jsonl"
     feed_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     predictor = load_predictor(tiny_model_dir, device="cpu", quantize=False)
-    backtest = run_backtest(load_feed(feed_path, s), s, predictor, batch_size=s.batch_size)
+    # run_backtest owns an event loop of its own (it is the CLI's entry point)
+    feed = load_feed(feed_path, s)
+    backtest = await asyncio.to_thread(run_backtest, feed, s, predictor, batch_size=s.batch_size)
     want = {a.alert_id: a.parity_key() for a in backtest.alerts}
     assert any(a.entity == "ticker:TAA" for a in backtest.alerts)
     assert {a.entity.split(":")[0] for a in backtest.alerts} - {"ticker"}, "market/topic alerts"
