@@ -8,7 +8,9 @@ fine; building an app has no side effects until it is started. The app:
 * runs ``ScoreStage`` and ``AggregateStage`` on micro-batches taken with ``noack_take``
   and acknowledges a batch's offsets only after the stage returned, that is after the
   broker acknowledged everything the batch produced (at-least-once),
-* serves the read-only API of ``stream_app.service.web`` on ``Settings.web_port``.
+* serves the read-only API of ``stream_app.service.web`` on ``Settings.web_port``, and
+  the desk dashboard (``stream_app.service.dashboard``) at ``/`` with its ``/api`` reads,
+  behind the same bearer token.
 
 No Faust Tables: all state is in Redis (Tables with changelog topics hang on tansu).
 """
@@ -21,7 +23,7 @@ import logging
 import tempfile
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -30,6 +32,8 @@ from stream_app.model import load_linker, load_worker_predictor, make_scorer
 from stream_app.service.aggregate import AggregateStage, RecordRef, ref_of
 from stream_app.service.batches import Record, run_with_retry
 from stream_app.service.broker import ensure_topics, faust_credentials, topic_partitions
+from stream_app.service.dashboard import DashboardApi, install_dashboard
+from stream_app.service.dashboard.store_source import StoreSource
 from stream_app.service.health import HealthState
 from stream_app.service.metrics import Metrics
 from stream_app.service.score import ScoreStage, Topology
@@ -300,6 +304,13 @@ def create_app(
         detector=settings.detector,
     )
     install(app, api)
+    # the desk dashboard: GET / and its read API, on the API's own (fail-fast) store reader
+    install_dashboard(
+        cast(Any, app.web).web_app,
+        DashboardApi(StoreSource(reader, settings.window.bucket_seconds * 1000),
+                     settings.window, settings.detector),
+        authorized=api.authorized,
+    )  # fmt: skip
     app.finpulse_metrics = metrics  # type: ignore[attr-defined]
     log.info(
         "finpulse app %s: broker %s, redis %s, model %s, web %s:%d",

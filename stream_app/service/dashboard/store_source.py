@@ -48,7 +48,17 @@ class StoreSource:
         self._bucket_ms = bucket_ms
 
     async def entities(self, limit: int) -> Sequence[EntityState]:
-        return [_state(s.view) for s in await self._store.entities(limit)]
+        """The store's most recently active entities, and every firing one even when it is
+        not among them (the protocol's promise: a firing entity survives any limit)."""
+        states = [_state(s.view) for s in await self._store.entities(limit)]
+        have = {s.entity for s in states}
+        firing = sorted({a["entity"] for a in await self._store.firing_alerts()} - have)
+        for entity in firing[:limit]:
+            view = await self._store.entity_view(entity)
+            if view is not None:
+                states.append(_state(view))
+        states.sort(key=lambda s: s.status != "firing")  # stable: firing first, then by clock
+        return states[:limit]
 
     async def series(self, entity: str, buckets: int) -> EntitySeries | None:
         view = await self._store.entity_view(entity)
