@@ -38,6 +38,7 @@ BURST_TICKER = "TSLA"
 DEMO_TICKERS = ("AAPL", "MSFT", "AMZN", "NVDA", "JPM", BURST_TICKER)
 # What the demo points the user at once the burst resolved (path templates on the web port).
 DEMO_LINKS: tuple[tuple[str, str], ...] = (
+    ("dashboard", "/"),
     ("entity", "/entities/ticker:{ticker}"),
     ("alerts", "/alerts"),
     ("metrics", "/metrics"),
@@ -231,6 +232,10 @@ def run_demo(
         _wait_healthy(port, worker, log_path, timeout=120)
         base = f"http://127.0.0.1:{port}"
         print(f"worker up: {base}/health")
+        hint = "open it to watch the burst arrive"
+        if settings.api_token:
+            hint += "; sign in with FINPULSE_API_TOKEN"
+        print(f"dashboard: {base}/  ({hint})", flush=True)
         asyncio.run(_watch(settings, build_demo_feed(), timeout))
         print(f"\ndemo done: the {BURST_TICKER} burst fired and resolved. Explore it:")
         for what, path in DEMO_LINKS:

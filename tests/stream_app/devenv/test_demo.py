@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,6 +78,12 @@ def test_ctrl_c_stops_every_child(tiny_model_dir: Path, tmp_path: Path) -> None:
             assert demo.poll() is None, out_path.read_text()
             assert time.monotonic() < deadline, out_path.read_text()
             time.sleep(0.3)
+        # the demo printed the dashboard's address, and the worker serves the page there
+        printed = re.search(rb"dashboard: (http://127\.0\.0\.1:\d+/)", out_path.read_bytes())
+        assert printed, out_path.read_text()
+        with urllib.request.urlopen(printed.group(1).decode(), timeout=10) as page:
+            assert page.status == 200
+            assert b"<title>finpulse desk</title>" in page.read()
         children = _children(demo.pid)
         assert len(children) == 3, children  # broker, redis, worker
         demo.send_signal(signal.SIGINT)

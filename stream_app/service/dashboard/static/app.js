@@ -298,7 +298,8 @@
       el("td", {}, el("span", { text: r.name }), el("span", { class: "entity-kind", text: r.kind === "market" ? "" : r.kind })),
       el("td", { class: "state state-" + r.status, text: r.status }),
       el("td", {}, r.severity ? el("span", { class: "sev sev-" + r.severity, text: r.severity }) : el("span", { class: "muted", text: "–" })),
-      el("td", { class: "num" + (r.negative_share - r.baseline_share >= 0.2 && r.total ? " hot" : "") },
+      // red only with a few negatives behind it: one negative story is 100%, not news
+      el("td", { class: "num" + (r.negative >= 3 && r.negative_share - r.baseline_share >= 0.2 ? " hot" : "") },
         pct(r.total ? r.negative_share : null), el("span", { class: "muted", text: " / " + pct(r.baseline_share) })),
       zCell(r),
       el("td", { class: "num" }, String(r.total),
