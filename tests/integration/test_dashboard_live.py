@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from stream_app.devenv.embedded import Service
-from stream_app.schemas import NewsItem
 from tests.support.browser import (
     chromium_driver,
     click,
@@ -29,29 +28,18 @@ from tests.support.browser import (
     save_screenshot,
     wait_for,
 )
-from tests.support.worker_proc import WorkerProcess, produce, worker_env
+from tests.support.worker_proc import (
+    WorkerProcess,
+    calm_news,
+    produce,
+    split_by_model,
+    worker_env,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.timeout(300)]
 
 TOKEN = "live-desk-token-7d1e"
 T0 = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
-
-
-def _split_by_model(model_dir: Path, texts: list[str]) -> tuple[list[str], list[str]]:
-    """(negative, not negative) texts according to the real Scorer over this model."""
-    from models.predictor import load_predictor
-    from stream_app.core.scoring import Scorer
-
-    predictor = load_predictor(model_dir, device="cpu", quantize=False)
-    scorer = Scorer(predictor)
-    items = [
-        NewsItem(id=f"c{i}", headline=t, tickers=["BURST"], published_at=T0)
-        for i, t in enumerate(texts)
-    ]
-    by_id = {x.id: x.sentiment for x in scorer.score(items).scored}
-    neg = [t for i, t in enumerate(texts) if by_id.get(f"c{i}") == "negative"]
-    calm = [t for i, t in enumerate(texts) if by_id.get(f"c{i}") in ("neutral", "positive")]
-    return neg, calm
 
 
 def _news(i: int, tickers: list[str], when: datetime, headline: str) -> bytes:
@@ -95,19 +83,12 @@ async def test_a_burst_appears_in_the_open_page_without_reload(
 
     rng = random.Random(11)
     texts = [t.text for t in rng.sample(load_labelled_texts(data_dir), 2000)]
-    negative, calm = _split_by_model(tiny_model_dir, texts)
+    negative, calm = split_by_model(tiny_model_dir, texts, T0)
     assert negative, "the tiny model must call at least one text negative"
     assert len(calm) >= 50, "the tiny model must call some texts not negative"
     settings = worker.settings
 
-    # an hour of calm news for three tickers and the market
-    rows: list[tuple[datetime, list[str], str]] = []
-    for minute in range(60):
-        t = T0 + timedelta(minutes=minute)
-        for k, ticker in enumerate(("BURST", "OTHA", "OTHB")):
-            rows.append((t + timedelta(seconds=10 * k), [ticker], rng.choice(calm)))
-        for k in range(4):
-            rows.append((t + timedelta(seconds=35 + 5 * k), [], rng.choice(calm)))
+    rows = calm_news(rng, calm, T0, range(60))  # an hour of calm news
     await produce(settings, [_news(i, tk, when, text) for i, (when, tk, text) in enumerate(rows)])
 
     def on(selector: str) -> list[Any]:

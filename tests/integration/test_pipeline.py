@@ -17,12 +17,14 @@ from typing import Any
 
 import pytest
 
-from stream_app.schemas import Alert, DeadLetter, NewsItem, ScoredNews
+from stream_app.schemas import Alert, DeadLetter, ScoredNews
 from tests.support.worker_proc import (
+    calm_news,
     collect,
     http_get,
     http_json,
     produce,
+    split_by_model,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -30,8 +32,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 TOKEN = "pipeline-test-token"
 # Event times a few hours back: real clocks, no future_event, well inside any retention.
 T0 = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
-
-
 
 
 def _story(i: int) -> str:
@@ -192,23 +192,6 @@ async def test_the_same_event_delivered_twice_is_counted_once(start_worker: Any)
     assert _metric(text.decode(), "finpulse_duplicate_events_total") == 2 * 3
 
 
-def _classify(model_dir: Path, texts: list[str]) -> tuple[list[str], list[str]]:
-    """(negative, not negative) texts according to the real Scorer over this model."""
-    from models.predictor import load_predictor
-    from stream_app.core.scoring import Scorer
-
-    scorer = Scorer(load_predictor(model_dir, device="cpu", quantize=False))
-    items = [
-        NewsItem(id=f"c{i}", headline=t, tickers=["BURST"], published_at=T0)
-        for i, t in enumerate(texts)
-    ]
-    result = scorer.score(items)
-    by_id = {x.id: x.sentiment for x in result.scored}
-    neg = [t for i, t in enumerate(texts) if by_id.get(f"c{i}") == "negative"]
-    rest = [t for i, t in enumerate(texts) if by_id.get(f"c{i}") in ("neutral", "positive")]
-    return neg, rest
-
-
 async def test_negative_burst_fires_one_alert_then_resolves(
     start_worker: Any, tiny_model_dir: Path, data_dir: Path
 ) -> None:
@@ -216,7 +199,7 @@ async def test_negative_burst_fires_one_alert_then_resolves(
 
     rng = random.Random(5)
     texts = [t.text for t in rng.sample(load_labelled_texts(data_dir), 2000)]
-    negative, calm = _classify(tiny_model_dir, texts)
+    negative, calm = split_by_model(tiny_model_dir, texts, T0)
     # The random model rarely says "negative"; burst items may repeat a text (new ids).
     assert negative, "the tiny model must call at least one text negative"
     assert len(calm) >= 50, "the tiny model must call some texts not negative"
@@ -236,15 +219,7 @@ async def test_negative_burst_fires_one_alert_then_resolves(
         cooldown_seconds=60,
     )
     s = w.settings
-    rows: list[tuple[datetime, list[str], str]] = []
-    # 60 min of calm news: BURST and two other tickers once a minute, plus untagged
-    # market news that keeps the market entity's share low during the burst.
-    for minute in range(60):
-        t = T0 + timedelta(minutes=minute)
-        for k, ticker in enumerate(("BURST", "OTHA", "OTHB")):
-            rows.append((t + timedelta(seconds=10 * k), [ticker], rng.choice(calm)))
-        for k in range(4):
-            rows.append((t + timedelta(seconds=35 + 5 * k), [], rng.choice(calm)))
+    rows = calm_news(rng, calm, T0, range(60))  # 60 min of calm news
     # 12 negative BURST items in 3 minutes
     burst_start = T0 + timedelta(minutes=60)
     for k in range(12):
@@ -252,12 +227,7 @@ async def test_negative_burst_fires_one_alert_then_resolves(
             (burst_start + timedelta(seconds=15 * k), ["BURST"], negative[k % len(negative)])
         )
     # 30 more minutes of calm news: the burst leaves the window and the alert resolves
-    for minute in range(63, 93):
-        t = T0 + timedelta(minutes=minute)
-        for k, ticker in enumerate(("BURST", "OTHA", "OTHB")):
-            rows.append((t + timedelta(seconds=10 * k), [ticker], rng.choice(calm)))
-        for k in range(4):
-            rows.append((t + timedelta(seconds=35 + 5 * k), [], rng.choice(calm)))
+    rows += calm_news(rng, calm, T0, range(63, 93))
     rows.sort(key=lambda r: r[0])
     values = [_news(i, tickers, when, text) for i, (when, tickers, text) in enumerate(rows)]
     await produce(s, values)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import resource
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +229,38 @@ async def collect(
     raise AssertionError(
         f"{topic}: condition not met within {within}s ({len(values)} records read)"
     )
+
+
+def split_by_model(
+    model_dir: Path, texts: Sequence[str], when: datetime
+) -> tuple[list[str], list[str]]:
+    """(negative, not negative) texts according to the real Scorer over this model: the
+    tiny model is random, so tests pick burst and calm texts by what it says."""
+    from models.predictor import load_predictor
+    from stream_app.core.scoring import Scorer
+    from stream_app.schemas import NewsItem
+
+    scorer = Scorer(load_predictor(model_dir, device="cpu", quantize=False))
+    items = [
+        NewsItem(id=f"c{i}", headline=t, tickers=["BURST"], published_at=when)
+        for i, t in enumerate(texts)
+    ]
+    by_id = {x.id: x.sentiment for x in scorer.score(items).scored}
+    neg = [t for i, t in enumerate(texts) if by_id.get(f"c{i}") == "negative"]
+    rest = [t for i, t in enumerate(texts) if by_id.get(f"c{i}") in ("neutral", "positive")]
+    return neg, rest
+
+
+def calm_news(
+    rng: random.Random, calm: Sequence[str], start: datetime, minutes: range
+) -> list[tuple[datetime, list[str], str]]:
+    """``(when, tickers, headline)`` rows of calm news: BURST and two other tickers once a
+    minute, plus untagged market news that keeps the market's share low during a burst."""
+    rows: list[tuple[datetime, list[str], str]] = []
+    for minute in minutes:
+        t = start + timedelta(minutes=minute)
+        for k, ticker in enumerate(("BURST", "OTHA", "OTHB")):
+            rows.append((t + timedelta(seconds=10 * k), [ticker], rng.choice(calm)))
+        for k in range(4):
+            rows.append((t + timedelta(seconds=35 + 5 * k), [], rng.choice(calm)))
+    return rows

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from stream_app.config import DetectorSettings, WindowSettings
 from stream_app.core.aggregator import Aggregator, BatchOutcome
 from stream_app.devenv.embedded import Service
 from stream_app.schemas import EntityEvent
@@ -19,13 +18,10 @@ from stream_app.service.dashboard.store_source import StoreSource
 from stream_app.store.base import WindowStore
 from stream_app.store.memory import MemoryWindowStore
 from stream_app.store.redis import RedisWindowStore
+from tests.support.aggregator_cases import DS, WS
 
 T0 = 1_790_000_000_000
 MIN = 60_000
-WS = WindowSettings(
-    bucket_seconds=60, window_seconds=600, baseline_seconds=3600, retention_seconds=7200
-)
-DS = DetectorSettings(min_negative_count=3, cooldown_seconds=60)
 
 
 def _event(i: int, entity: str, sentiment: str, t_ms: int) -> EntityEvent:
