@@ -204,6 +204,12 @@ class Settings(BaseSettings):
     # Deprecated: int8 was removed (torch.ao dynamic quantisation is deprecated and flipped
     # ~5 % of labels; bf16 is faster where the CPU has it). "on" is refused, saying so.
     quantize: Literal["auto", "on", "off"] = "auto"
+    # Model monitoring (stream_app/service/model_monitor.py): PSI of the last drift_window
+    # predictions against the model's reference.json, computed every drift_check_every
+    # predictions; above drift_psi a model_drift alert fires, below 0.75 x it resolves.
+    drift_psi: float = Field(0.2, gt=0, le=10)
+    drift_window: int = Field(1000, ge=50, le=1_000_000)
+    drift_check_every: int = Field(100, ge=1, le=1_000_000)
 
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535)

@@ -145,6 +145,16 @@ class DriftMonitor:
             self.heads["topic"].add(p.topic, p.topic_confidence)
             self._since_check += 1
 
+    def share(self, head: str, label: str) -> float:
+        """Share of ``label`` among the ``head`` predictions now in the window."""
+        w = self.heads[head]
+        n = len(w.label_ring)
+        index = w.labels.index(label) if label in w.labels else len(w.labels)
+        return w.label_counts[index] / n if n else 0.0
+
+    def reference_share(self, head: str, label: str) -> float:
+        return self.heads[head].ref.labels.get(label, 0.0)
+
     def psi(self) -> dict[str, float]:
         """The four PSIs of the current window (empty until the window is full)."""
         if not all(w.full for w in self.heads.values()):

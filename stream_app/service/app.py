@@ -36,6 +36,7 @@ from stream_app.service.dashboard import DashboardApi, install_dashboard
 from stream_app.service.dashboard.store_source import StoreSource
 from stream_app.service.health import HealthState
 from stream_app.service.metrics import Metrics
+from stream_app.service.model_monitor import install_drift_alerts, watch_model
 from stream_app.service.score import ScoreStage, Topology
 from stream_app.service.web import WebApi, install
 
@@ -232,6 +233,9 @@ def create_app(
 
     metrics = Metrics()
     metrics.set_lag_reader(_lag_reader(app))
+    # Model monitoring hook (service/model_monitor.py): series on /metrics, drift alerts.
+    monitor = watch_model(settings, predictor, metrics.registry)
+    install_drift_alerts(app, monitor, publisher, settings.topic_alerts)
     health = HealthState(app_id=settings.app_id, model_version=str(predictor.model_version))
     assigned, caught_up = _news_watch(app, settings.topic_news)
     topology = Topology(
