@@ -32,6 +32,7 @@ tokenizer and the torch thread pool are not designed for concurrent use.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -66,6 +67,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_CHARS: Final[int] = 10_000
+_log = logging.getLogger(__name__)
 
 Precision = Literal["auto", "fp32", "bf16"]
 RunPrecision = Literal["fp32", "bf16"]
@@ -233,7 +235,10 @@ class Predictor:
                     )
             out = [r for r in results if r is not None]
             if self.observer is not None:
-                self.observer(out, stats)
+                try:
+                    self.observer(out, stats)
+                except Exception:  # monitoring must never fail (and dead-letter) a prediction
+                    _log.exception("predictor observer failed; predictions are unaffected")
         return out
 
 

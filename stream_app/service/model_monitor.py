@@ -27,7 +27,8 @@ the worker's 64-text batches it is well under 1 % of the forward pass (BENCHMARK
 
 Drift changes are queued here; a Faust timer (``install_drift_alerts``) drains them on
 the event loop every second and publishes each as an ``Alert`` of kind ``model_drift``
-(entity ``model``) on the alerts topic. Nothing in the score stage changes: the predictor
+(entity ``model``) on the alerts topic, keeping what the broker did not acknowledge for
+the next tick (``DriftAlertPublisher``). Nothing in the score stage changes: the predictor
 observer and the timer are the whole hook. Drift is processing-time monitoring, not
 part of the exactly-once record path: a worker that dies between a change and its
 publication loses that alert, and a restarted worker starts an empty window. With
@@ -55,7 +56,14 @@ if TYPE_CHECKING:
     from stream_app.config import Settings
     from stream_app.service.batches import Publisher
 
-__all__ = ["DRIFT_ENTITY", "ModelMonitor", "drift_alert", "install_drift_alerts", "watch_model"]
+__all__ = [
+    "DRIFT_ENTITY",
+    "DriftAlertPublisher",
+    "ModelMonitor",
+    "drift_alert",
+    "install_drift_alerts",
+    "watch_model",
+]
 
 log = logging.getLogger(__name__)
 DRIFT_ENTITY = "model"
@@ -266,6 +274,7 @@ def drift_alert(
         threshold=change.threshold,
         count=change.window,
         share=negative_share,
+        repeats=0,  # drift counts predictions, not stories
         model_version=model_version,
         fired_at=now,
         emitted_at=now,
@@ -297,17 +306,54 @@ def watch_model(
     return monitor
 
 
+class DriftAlertPublisher:
+    """Publishes a monitor's drift alerts on the alerts topic, in order, none dropped.
+
+    ``flush`` (the Faust timer's body) drains the monitor into a backlog and sends from its
+    head; a send or acknowledgement that fails leaves that alert and the ones after it in
+    the backlog for the next flush (the broker being down must not lose a drift alert, and
+    a resolve must never overtake its firing). Alert ids are deterministic, so a resend
+    after an acknowledgement that was lost in flight is a duplicate consumers drop.
+    """
+
+    def __init__(self, monitor: ModelMonitor, publisher: Publisher, topic: str) -> None:
+        self.monitor = monitor
+        self.publisher = publisher
+        self.topic = topic
+        self.backlog: deque[Alert] = deque()
+
+    async def flush(self) -> int:
+        """Send what is due; returns how many alerts were acknowledged."""
+        self.backlog.extend(self.monitor.drain())
+        sent = 0
+        while self.backlog:
+            alert = self.backlog[0]
+            try:
+                ack = await self.publisher.send(
+                    self.topic, alert.entity.encode(), alert.model_dump_json().encode()
+                )
+                await ack
+            except Exception as exc:  # retried on the next flush, in order
+                log.warning(
+                    "model_drift %s alert not published (%d waiting): %s",
+                    alert.state, len(self.backlog), exc,
+                )  # fmt: skip
+                break
+            self.backlog.popleft()
+            sent += 1
+        return sent
+
+
 def install_drift_alerts(
     app: Any, monitor: ModelMonitor | None, publisher: Publisher, topic: str
-) -> None:
+) -> DriftAlertPublisher | None:
     """A 1-second Faust timer that publishes the monitor's drift alerts on ``topic``."""
     if monitor is None or monitor.drift is None:
-        return
+        return None
+    out = DriftAlertPublisher(monitor, publisher, topic)
 
     @app.timer(interval=1.0, name="finpulse.model_drift")
     async def publish_drift_alerts() -> None:
-        for alert in monitor.drain():
-            ack = await publisher.send(
-                topic, alert.entity.encode(), alert.model_dump_json().encode()
-            )
-            await ack
+        await out.flush()
+
+    return out

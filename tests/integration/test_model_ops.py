@@ -118,8 +118,8 @@ async def test_a_shifted_feed_fires_a_drift_alert_that_resolves_when_it_returns(
         got = _metric(metrics, "finpulse_model_predictions_total", head="sentiment", label=label)
         assert got == n, label
     by_topic = Counter(x.topic for x in scored.values())
-    for label, n in by_topic.items():
-        assert _metric(metrics, "finpulse_model_predictions_total", head="topic", label=label) == n
+    for topic, n in by_topic.items():
+        assert _metric(metrics, "finpulse_model_predictions_total", head="topic", label=topic) == n
     assert _metric(metrics, "finpulse_model_texts_total") == len(texts)
     assert _metric(metrics, "finpulse_model_input_tokens_count") == len(texts)
     assert _metric(metrics, "finpulse_model_drift_firing") == 0

@@ -262,3 +262,17 @@ def test_observer_sees_token_counts_truncation_and_unknown_tokens(tiny_model_dir
     unk = p.tokenizer.unk_token_id
     assert stats.unknown[2] == p.tokenizer(texts[2])["input_ids"].count(unk) > 0
     assert stats.unknown[0] == stats.unknown[1] == 0
+
+
+def test_a_failing_observer_does_not_fail_the_prediction(
+    tiny_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = load_predictor(tiny_model_dir, device="cpu", precision="fp32")
+    expected = p.predict(["Fed holds", "Oil falls"])
+
+    def broken(preds: object, stats: object) -> None:
+        raise RuntimeError("monitor bug")
+
+    p.observer = broken
+    _assert_same(p.predict(["Fed holds", "Oil falls"]), expected, tol=1e-6)
+    assert "monitor bug" in caplog.text

@@ -3,8 +3,10 @@ and drift changes turned into model_drift alerts."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -13,7 +15,7 @@ from models.labels import SENTIMENT_LABELS, TOPIC_LABELS
 from models.predictor import BatchStats, Prediction
 from models.reference import ReferenceDistribution, build_head_reference
 from stream_app.schemas import Alert
-from stream_app.service.model_monitor import DRIFT_ENTITY, ModelMonitor
+from stream_app.service.model_monitor import DRIFT_ENTITY, DriftAlertPublisher, ModelMonitor
 
 
 def _pred(rng: random.Random, sentiment: str | None = None, topic: str | None = None) -> Prediction:
@@ -150,3 +152,45 @@ def test_a_shift_becomes_one_firing_then_one_resolved_model_drift_alert() -> Non
     assert fired.model_version == "v1"
     assert _value(registry, "finpulse_model_drift_firing") == 0
     assert _value(registry, "finpulse_model_drift_psi", head="sentiment", kind="labels") < 0.15
+
+
+class _FlakyBroker:
+    """A publisher whose first ``failures`` sends are refused, then acknowledges."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.sent: list[tuple[str, bytes | None, bytes]] = []
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> Awaitable[None]:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("broker down")
+        self.sent.append((topic, key, value))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+async def test_alerts_the_broker_refused_are_sent_on_a_later_flush_in_order() -> None:
+    rng = random.Random(2)
+    monitor, _ = _monitor(_reference(rng), drift_psi=0.2, drift_window=300, drift_check_every=50)
+    broker = _FlakyBroker(failures=2)
+    out = DriftAlertPublisher(monitor, broker, "alerts")
+
+    def feed(make: Callable[[], Prediction], n: int) -> None:
+        for _ in range(n // 50):
+            batch = [make() for _ in range(50)]
+            monitor.observe(batch, BatchStats((10,) * 50, (False,) * 50, (0,) * 50))
+
+    feed(lambda: _pred(rng), 600)
+    feed(lambda: _pred(rng, "negative", "Macro"), 300)
+    assert await out.flush() == 0  # refused: kept
+    feed(lambda: _pred(rng), 900)  # back to normal: the resolve queues behind the firing
+    assert await out.flush() == 0  # refused again
+    assert await out.flush() == 2
+    assert await out.flush() == 0
+    alerts = [Alert.model_validate_json(v) for _, _, v in broker.sent]
+    assert [(a.state, a.episode) for a in alerts] == [("firing", 1), ("resolved", 1)]
+    assert {(t, k) for t, k, _ in broker.sent} == {("alerts", DRIFT_ENTITY.encode())}
