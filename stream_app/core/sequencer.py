@@ -13,7 +13,9 @@ workers. The ``Sequencer`` holds events back until that order is known:
 * the **watermark** is the minimum progress over the ``source_partitions`` news
   partitions that are not idle -- a partition never heard of holds it back, a slow one
   too, because it still has data to deliver; when every partition is idle, everything
-  seen is released;
+  seen is released (an idle report carrying progress older than what is known is stale
+  and ignored; one carrying none is from a worker that caught up without reading, after
+  a rebalance, and counts);
 * ``release`` hands out every held event strictly below the watermark, sorted by
   (event time, id, entity); later events wait. An event arriving below the released
   watermark cannot be put in order any more: it is released at once and the aggregator's
@@ -87,12 +89,16 @@ class Sequencer:
         idle = set(batch.idle)
         for p in idle.union(batch.progress):
             known = self._progress.get(p, _NONE)
-            ms = batch.progress.get(p, known)
+            ms = batch.progress.get(p, _NONE)
             if ms > known:
                 self._progress[p] = ms
             if p not in idle:
                 self._idle.discard(p)
-            elif ms >= known:  # an idle report older than newer data is stale
+            elif ms >= known or ms == _NONE:
+                # An idle report older than newer data is stale (the partition woke up).
+                # One without progress is not: its worker caught up without reading a
+                # record -- it was just assigned the partition, or took it back after a
+                # rebalance -- and has nothing of it to deliver.
                 self._idle.add(p)
         immediate: list[EntityEvent] = []
         held = 0

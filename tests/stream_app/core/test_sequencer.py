@@ -63,6 +63,22 @@ def test_idle_partition_stops_holding_and_a_stale_idle_report_does_not() -> None
     assert seq.held == 1
 
 
+def test_an_idle_report_without_progress_counts_after_a_rebalance() -> None:
+    """The survivor of a rebalance took partition 0 back and caught up without reading a
+    record of it: its idle report has no progress of partition 0 (seen: events held for
+    good once the feed went quiet, the two-workers SIGKILL fault test)."""
+    none = -(2**62)
+    seq = Sequencer()
+    seq.offer("a", batch(2, {0: 400, 1: 800}, [ev(1, 450), ev(2, 800)]))
+    assert [e.id for e in seq.release().events] == []
+    after = EntityBatch(source_partitions=2, progress={0: none, 1: T0 + 850}, idle=[0, 1],
+                        events=[])  # fmt: skip
+    seq.offer("b", after)
+    out = seq.release()
+    assert [e.id for e in out.events] == ["n1", "n2"]
+    assert out.done == ["a", "b"]
+
+
 def test_all_idle_releases_everything_and_later_old_events_come_at_once() -> None:
     seq = Sequencer()
     seq.offer("a", batch(1, {0: 100}, [ev(1, 90), ev(2, 100)]))
