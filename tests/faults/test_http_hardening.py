@@ -54,9 +54,11 @@ async def test_half_open_flood_views_and_headers(
     w = _spawn(pool, broker, redis_server, web_idle_timeout=2)
     port = int(w.env["FINPULSE_WEB_PORT"])
 
-    # Faust's views are not served; finpulse's routes are.
-    for path in ("/", "/router/", "/table/", "/graph/", "/stats/"):
+    # Faust's views are not served; finpulse's routes are (``/`` is the desk dashboard).
+    for path in ("/router/", "/table/", "/graph/", "/stats/"):
         assert http_get(w.base_url + path)[0] == 404, path
+    status, page = http_get(w.base_url + "/")
+    assert status == 200 and b"finpulse" in page.lower()
     assert http_get(w.base_url + "/health")[0] == 200
     # A non-ASCII credential is a 401 (was a 500 with a traceback); a newline is no entity.
     answer = _raw(
