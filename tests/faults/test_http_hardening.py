@@ -58,7 +58,8 @@ async def test_half_open_flood_views_and_headers(
     for path in ("/router/", "/table/", "/graph/", "/stats/"):
         assert http_get(w.base_url + path)[0] == 404, path
     status, page = http_get(w.base_url + "/")
-    assert status == 200 and b"finpulse" in page.lower()
+    assert status == 200
+    assert b"finpulse" in page.lower()
     assert http_get(w.base_url + "/health")[0] == 200
     # A non-ASCII credential is a 401 (was a 500 with a traceback); a newline is no entity.
     answer = _raw(

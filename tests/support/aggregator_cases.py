@@ -26,6 +26,21 @@ WS = WindowSettings(
 DS = DetectorSettings(min_negative_count=3, cooldown_seconds=300, evidence_size=3)
 
 
+def entity_event(
+    i: int, entity: str, sentiment: str, t_ms: int, headline: str | None = None
+) -> EntityEvent:
+    """One scored event as the fan-out builds it (id ``n{i}``, model ``test``)."""
+    return EntityEvent(
+        entity=entity,
+        id=f"n{i}",
+        event_time_ms=t_ms,
+        sentiment=sentiment,  # type: ignore[arg-type]
+        negative_prob=0.9 if sentiment == "negative" else 0.05,
+        headline=f"headline {i}" if headline is None else headline,
+        model_version="test",
+    )
+
+
 def make_events(
     seed: int,
     n: int = 400,

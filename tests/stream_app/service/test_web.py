@@ -14,6 +14,7 @@ from stream_app.service.metrics import Metrics
 from stream_app.service.web import WebApi
 from stream_app.store.base import StoreUnavailable
 from stream_app.store.memory import MemoryWindowStore
+from tests.support.aggregator_cases import entity_event
 
 T0 = 1_790_000_000_000
 TOKEN = "s3cret-token-value"
@@ -23,23 +24,11 @@ WS = WindowSettings(
 DS = DetectorSettings(min_negative_count=3, cooldown_seconds=60)
 
 
-def _event(i: int, entity: str, sentiment: str, t_ms: int) -> EntityEvent:
-    return EntityEvent(
-        entity=entity,
-        id=f"n{i}",
-        event_time_ms=t_ms,
-        sentiment=sentiment,  # type: ignore[arg-type]
-        negative_prob=0.9 if sentiment == "negative" else 0.05,
-        headline=f"headline {i}",
-        model_version="test",
-    )
-
-
 async def _filled_store() -> tuple[MemoryWindowStore, list[EntityEvent]]:
     """A baseline of calm news for ticker:ACME then a negative burst that fires."""
-    events = [_event(i, "ticker:ACME", "neutral", T0 + i * 60_000) for i in range(40)]
+    events = [entity_event(i, "ticker:ACME", "neutral", T0 + i * 60_000) for i in range(40)]
     t = T0 + 40 * 60_000
-    events += [_event(100 + i, "ticker:ACME", "negative", t + i * 5_000) for i in range(12)]
+    events += [entity_event(100 + i, "ticker:ACME", "negative", t + i * 5_000) for i in range(12)]
     store = MemoryWindowStore()
 
     async def emit(outcome: BatchOutcome) -> None:

@@ -18,22 +18,16 @@ from stream_app.service.dashboard.store_source import StoreSource
 from stream_app.store.base import WindowStore
 from stream_app.store.memory import MemoryWindowStore
 from stream_app.store.redis import RedisWindowStore
-from tests.support.aggregator_cases import DS, WS
+from tests.support.aggregator_cases import DS, WS, entity_event
 
 T0 = 1_790_000_000_000
 MIN = 60_000
 
 
 def _event(i: int, entity: str, sentiment: str, t_ms: int) -> EntityEvent:
-    return EntityEvent(
-        entity=entity,
-        id=f"n{i}",
-        event_time_ms=t_ms,
-        sentiment=sentiment,  # type: ignore[arg-type]
-        negative_prob=0.9 if sentiment == "negative" else 0.05,
-        headline=f"{entity} headline number {i} about something else entirely {i * 7919}",
-        model_version="test",
-    )
+    """Distinct headlines: each event is a story of its own (novelty)."""
+    headline = f"{entity} headline number {i} about something else entirely {i * 7919}"
+    return entity_event(i, entity, sentiment, t_ms, headline)
 
 
 def _events() -> list[EntityEvent]:
