@@ -421,9 +421,12 @@ async def conservation(
 
 
 async def worker_alerts(settings: Settings) -> dict[str, Alert]:
-    """Alerts of the topic, de-duplicated by alert id (what a consumer is asked to do)."""
+    """The feed's alerts on the topic, de-duplicated by alert id (what a consumer is asked
+    to do). ``model_drift`` alerts are left out: the model monitor raises them in
+    processing time (docs/model.md), so no reference run of the feed can have them."""
     raw = await read_topic(settings, settings.topic_alerts)
-    return {a.alert_id: a for a in (Alert.model_validate_json(v) for v in raw)}
+    alerts = (Alert.model_validate_json(v) for v in raw)
+    return {a.alert_id: a for a in alerts if a.kind != "model_drift"}
 
 
 async def reference_alerts(settings: Settings, feed: Feed) -> dict[str, Alert]:
