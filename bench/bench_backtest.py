@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench._common import machine, print_footer
 from finpulse.resources import sample_feed
 from models.predictor import load_predictor
 from stream_app.config import Settings
@@ -84,9 +83,8 @@ def main() -> int:
     print("| stage | items/s | note |\n|---|---:|---|")
     for name, rate, note in rows:
         print(f"| {name} | {rate:,.0f} | {note} |")
-    print(f"\nmachine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"python {platform.python_version()}")  # fmt: skip
-    print(f"command: {shlex.join([sys.executable, *sys.argv])}")
+    print()
+    print_footer(machine())
     if args.json:
         args.json.write_text(json.dumps({name: rate for name, rate, _ in rows}, indent=2))
     return 0

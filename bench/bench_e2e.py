@@ -27,7 +27,7 @@ model's own throughput at the same batch size (ratio >= 0.85), and publish-to-sc
    The worker's ``finpulse_publish_to_scored_seconds`` histogram over the same interval
    (bucket-interpolated, like Prometheus' ``histogram_quantile``) is shown beside it.
 
-    python bench/bench_e2e.py --model artifacts/model-quick --n 2000 --duration 45 \\
+    python -m bench.bench_e2e --model artifacts/model-quick --n 2000 --duration 45 \\
         --json runs/bench_e2e.json
 """
 
@@ -35,14 +35,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import gc
 import json
 import math
-import os
-import platform
 import random
-import shlex
 import shutil
 import sys
 import tempfile
@@ -50,24 +46,31 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from finpulse.resources import dataset_dir
+from bench._common import (
+    Samples,
+    headlines,
+    histogram,
+    histogram_quantile,
+    machine,
+    percentile,
+    print_footer,
+    scrape,
+    total,
+    write_json,
+    yes_no,
+)
 from models.errors import FinpulseError
 from stream_app.config import Settings
 from stream_app.core.entities import extract_cashtags
 
 if TYPE_CHECKING:
     from tests.support.worker_proc import WorkerProcess
-
-REPO = Path(__file__).resolve().parents[1]
-VALID_CSV = dataset_dir() / "sentiment_valid.csv"
-Samples = list[tuple[str, dict[str, str], float]]
 
 
 class BenchError(FinpulseError):
@@ -92,12 +95,6 @@ class Results:
     histogram_s: dict[str, float] = field(default_factory=dict)
 
 
-def read_headlines(n: int) -> list[str]:
-    with VALID_CSV.open(encoding="utf-8", newline="") as fh:
-        texts = [t for row in csv.DictReader(fh) if (t := (row.get("text") or "").strip())]
-    return [texts[i % len(texts)] for i in range(n)]  # cycles past 2,486: no cache to fool
-
-
 def news_record(rid: str, text: str, event_ms: int) -> tuple[bytes, bytes]:
     """(key, value): keyed by first ticker so a ticker's news keeps its order per partition."""
     tickers = extract_cashtags(text, limit=32)
@@ -115,52 +112,6 @@ def poisson_times_ms(n: int, gap_s: float, rng: random.Random) -> list[int]:
     """Sorted uniform times = a Poisson stream conditioned on its count; ends 60 s ago."""
     end = time.time() - 60
     return sorted(int((end - rng.random() * n * gap_s) * 1000) for _ in range(n))
-
-
-def scrape(worker: WorkerProcess) -> Samples:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    from tests.support.worker_proc import http_get
-
-    status, body = http_get(f"{worker.base_url}/metrics")
-    if status != 200:
-        return []
-    return [
-        (s.name, dict(s.labels), float(s.value))
-        for fam in text_string_to_metric_families(body.decode())
-        for s in fam.samples
-    ]
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    return sum(
-        v for n, lab, v in samples if n == name and all(lab.get(k) == x for k, x in labels.items())
-    )
-
-
-def histogram(samples: Samples, name: str) -> dict[float, float]:
-    return {float(lab["le"]): v for n, lab, v in samples if n == f"{name}_bucket"}
-
-
-def histogram_quantile(q: float, buckets: dict[float, float]) -> float:
-    """Prometheus' estimate: linear inside the bucket that holds the q-th observation."""
-    edges = sorted(buckets)
-    if not edges or buckets[edges[-1]] <= 0:
-        return math.nan
-    rank, lower, below = q * buckets[edges[-1]], 0.0, 0.0
-    for le in edges:
-        if buckets[le] >= rank:
-            if math.isinf(le):
-                return lower
-            inside = buckets[le] - below
-            return lower + (le - lower) * ((rank - below) / inside if inside else 1.0)
-        lower, below = le, buckets[le]
-    return lower
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def check_alive(worker: WorkerProcess) -> None:
@@ -183,12 +134,16 @@ async def wait_metrics(
         while time.monotonic() < deadline:
             check_alive(worker)
             seen_at = time.time()
-            value = done(scrape(worker))
+            value = done(scrape(worker.base_url))
             bar.update(max(0, min(int(value), int(target)) - bar.n))
             if value >= target:
                 return seen_at
             await asyncio.sleep(poll)
     raise BenchError(f"{desc}: not done in {within:.0f}s; worker log ends:\n{worker.log_tail()}")
+
+
+def scrape_worker(worker: WorkerProcess) -> Samples:
+    return scrape(worker.base_url)
 
 
 def processed(samples: Samples) -> float:
@@ -314,7 +269,7 @@ async def throughput(
     await produce(s, values[n:], keys=keys[n:])
     drained_at = await drained(worker, s, 2 * n, args.timeout)
 
-    samples = scrape(worker)
+    samples = scrape(worker.base_url)
     for name, labels, value in samples:
         if name == "finpulse_dead_letters_total" and value:
             res.dead_letters[labels.get("reason", "?")] = value
@@ -366,14 +321,14 @@ async def latency(
     s = worker.settings
     res.latency_rate = max(1.0, args.rate_fraction * res.drained_rate)
     res.latency_records = count = max(1, round(res.latency_rate * args.duration))
-    before = scrape(worker)
+    before = scrape(worker.base_url)
     already, scored_before = processed(before), total(before, "finpulse_scored_total")
     sent = await paced_produce(s, texts, res.latency_rate, count)
     await wait_metrics(
         worker, lambda x: processed(x) - already, count, args.timeout, "latency: drain"
     )
     hist_name = "finpulse_publish_to_scored_seconds"
-    now = scrape(worker)
+    now = scrape(worker.base_url)
     after, start = histogram(now, hist_name), histogram(before, hist_name)
     diff = {le: after[le] - start.get(le, 0.0) for le in after}
     expect = int(total(now, "finpulse_scored_total") - scored_before)
@@ -388,33 +343,10 @@ async def latency(
     res.latency_s["max"] = max(lat)
 
 
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    import torch
-
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_avg_1m": round(os.getloadavg()[0], 2),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
-
-
 def markdown(res: Results, args: argparse.Namespace) -> str:
     best = max(res.predictor_runs)
     runs = ", ".join(f"{r:.1f}" for r in res.predictor_runs)
     lat, hist = res.latency_s, res.histogram_s
-
-    def ok(good: bool) -> str:
-        return "yes" if good else "**no**"
 
     def trio(d: dict[str, float]) -> str:
         return " / ".join(f"{d[k]:.3f}" for k in ("p50", "p95", "p99")) if d else "–"
@@ -429,11 +361,11 @@ def markdown(res: Results, args: argparse.Namespace) -> str:
         f"| pipeline news -> scored -> windows/alerts (drained) | {res.drained_rate:.1f} rec/s "
         "| | |",
         f"| ratio drained / predictor | {res.ratio_drained:.3f} | >= 0.85 "
-        f"| {ok(res.ratio_drained >= 0.85)} |",
+        f"| {yes_no(res.ratio_drained >= 0.85)} |",
         f"| ratio scored / predictor | {res.ratio_scored:.3f} | >= 0.85 "
-        f"| {ok(res.ratio_scored >= 0.85)} |",
+        f"| {yes_no(res.ratio_scored >= 0.85)} |",
         f"| publish-to-scored p50 / p95 / p99 s ({res.latency_rate:.1f} rec/s, "
-        f"{res.latency_records} rec) | {trio(lat)} | p99 < 1 s | {ok(p99 < 1.0)} |",
+        f"{res.latency_records} rec) | {trio(lat)} | p99 < 1 s | {yes_no(p99 < 1.0)} |",
         f"| worker histogram p50 / p95 / p99 s (estimated) | {trio(hist)} | | |",
     ]
     return "\n".join(rows)
@@ -443,7 +375,7 @@ async def run(args: argparse.Namespace, res: Results, workdir: Path) -> None:
     from stream_app.devenv.embedded import start_broker, start_redis
     from tests.support.worker_proc import WorkerProcess, worker_env
 
-    texts = read_headlines(args.n)
+    texts = headlines(args.n)
     broker = start_broker(workdir / "broker")
     redis = None
     worker = None
@@ -524,29 +456,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     shutil.rmtree(workdir, ignore_errors=True)
 
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    command = shlex.join(["python", *sys.argv])
-    print(markdown(res, args))
+    info = machine(load_avg_at_start=info["load_avg"])
+    table = markdown(res, args)
+    print(table)
     print()
-    print(
-        f"mean scoring micro-batch: {res.mean_batch:.1f}; dead letters: {res.dead_letters or 0}; "
-        f"alerts: {res.alerts:.0f}; partitions: {args.partitions}"
+    print_footer(
+        info,
+        mean_scoring_micro_batch=f"{res.mean_batch:.1f}",
+        dead_letters=res.dead_letters or 0,
+        alerts=f"{res.alerts:.0f}",
+        partitions=args.partitions,
+        model=f"{args.model} ({version})",
     )
-    print(f"model: {args.model} ({version})")
-    print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))
-    print(f"date: {now}")
-    print(f"command: {command}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "results": asdict(res),
-            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            "model_version": version,
-            "machine": info,
-            "date": now,
-            "command": command,
-        }
-        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, res, info=info, markdown=table, args=vars(args), model=version)
     return 0
 
 

@@ -15,7 +15,6 @@ import argparse
 import csv
 import gc
 import os
-import platform
 import random
 import string
 import tempfile
@@ -25,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench._common import machine, machine_line
 from finpulse.resources import alias_files
 from stream_app.core.linking import CompanyLinker, read_alias_rows
 
@@ -55,7 +55,6 @@ def packaged() -> CompanyLinker:
 
 def scorer_cost(linker: CompanyLinker, texts: list[str], rounds: int) -> float:
     """Microseconds per item that ``Scorer.score`` spends on linking (batches of 64)."""
-    from datetime import UTC, datetime
     from types import SimpleNamespace
 
     from stream_app.core.entities import extract_cashtags
@@ -96,9 +95,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--user-aliases", type=int, default=100_000)
     args = ap.parse_args()
-    today = datetime.now(UTC).date().isoformat()
-    print(f"{today}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}")
+    print(machine_line(machine()))
     print("| metric | measured | target | met |\n|---|---:|---|---|")
 
     loads = []

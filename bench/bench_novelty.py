@@ -26,17 +26,15 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import random
-import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench._common import command_line, machine, machine_line
 from finpulse.resources import dataset_dir
 from stream_app.core import novelty as nv
 from stream_app.core.novelty_vocab import COMMON_TOKENS
@@ -242,9 +240,8 @@ def main() -> int:
         candidates += [datasketch_minhash(), simhash_package(3), simhash_package(10)]
     cols = ["real P", "real R", "test P", "test R", "rewrite R", "template FP", "same-co FP",
             "stories/storm", "CPU us/sig"]  # fmt: skip
-    machine = f"{platform.machine()} {platform.processor() or ''} python{platform.python_version()}"
-    print(f"date {datetime.now(UTC):%Y-%m-%d %H:%M} UTC | {machine} | "
-          f"python -m bench.bench_novelty {' '.join(map(shlex.quote, sys.argv[1:]))}")  # fmt: skip
+    print(machine_line(machine()))
+    print(f"command: {command_line()}")
     print(f"pairs: real {len(groups['real'])} ({sum(p['label'] == 'same' for p in groups['real'])}"
           f" same), rewrite {len(groups['rewrite'])}, template {len(groups['template'])}, "
           f"same-company {len(groups['same_company'])}; storms {len(storm_sets)} x 10; "

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import platform
-import shlex
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
+from bench._common import machine, print_footer
 from finpulse.resources import dataset_dir
 from stream_app.config import Settings
 from stream_app.devenv.embedded import start_broker
@@ -69,8 +68,8 @@ def main() -> int:
     load_rate = len(records) / load_s
     print(f"| feed load + validation + sort | {load_rate:,.0f} | not part of the replay rate |")
     print(f"| publish --speed max | {summary.rate:,.0f} | target >= 20,000/s; {stored} in topic |")
-    print(f"\nmachine: {platform.platform()}, python {platform.python_version()}")
-    print(f"command: {shlex.join([sys.executable, *sys.argv])}")
+    print()
+    print_footer(machine())
     return 0 if stored == len(records) else 1
 
 

@@ -21,9 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
-import shlex
-import sys
 import tempfile
 import time
 import uuid
@@ -32,11 +29,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from bench._common import machine, print_footer, scrape, total
 from finpulse.resources import dataset_dir
 from stream_app.devenv.embedded import Service, start_broker, start_redis
 from tests.support.worker_proc import (
     WorkerProcess,
-    http_get,
     produce,
     worker_env,
 )
@@ -44,23 +41,13 @@ from tests.support.worker_proc import (
 TICKERS = [f"T{i:03d}" for i in range(60)]
 
 
-def _metric(text: str, name: str) -> float:
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name) and not line.startswith("#")
-    )
-
-
 def _done(workers: list[WorkerProcess]) -> int:
-    total = 0
+    done = 0
     for w in workers:
-        status, body = http_get(f"{w.base_url}/metrics")
-        if status == 200:
-            text = body.decode()
-            total += int(_metric(text, "finpulse_scored_total"))
-            total += int(_metric(text, "finpulse_dead_letters_total"))
-    return total
+        samples = scrape(w.base_url)
+        done += int(total(samples, "finpulse_scored_total"))
+        done += int(total(samples, "finpulse_dead_letters_total"))
+    return done
 
 
 def _records(n: int, start: int, texts: list[str]) -> tuple[list[bytes], list[bytes]]:
@@ -160,9 +147,7 @@ async def main_async(args: argparse.Namespace) -> None:
         broker.stop()
         redis.stop()
     print()
-    print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {platform.platform()}, "
-          f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}")  # fmt: skip
-    print(f"command: python {shlex.join(sys.argv)}")
+    print_footer(machine())
     print()
     threads = "cores // workers" if args.split_threads else "torch default (all cores)"
     print("| model | workers | partitions | torch threads/worker | news | news/s (in -> scored) |")

@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import platform
 import random
-import shlex
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import redis.asyncio as aioredis
 from tqdm import tqdm
 
+from bench._common import machine, markdown_table, print_footer
 from models.labels import TOPIC_LABELS, topic_slug
 from stream_app.config import Settings
 from stream_app.core.aggregator import Aggregator, BatchOutcome
@@ -80,7 +78,7 @@ def make_news_events(n_news: int, seed: int = 0) -> list[list[EntityEvent]]:
 async def run(
     url: str, news: list[list[EntityEvent]], batch_news: int, prefix: str, stories: bool
 ) -> tuple[int, float, int]:
-    settings = Settings()  # type: ignore[call-arg]
+    settings = Settings()  # type: ignore[call-arg]  # pydantic-settings reads the env
     if stories:
         settings = settings.with_overrides(
             **{"detector.detect": ["negative", "positive", "volume"]}
@@ -133,19 +131,15 @@ def main() -> int:
     finally:
         if svc is not None:
             svc.stop()
-    machine = f"{platform.machine()} {platform.processor() or ''} python{platform.python_version()}"
-    cmd = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    print(
-        "| date | machine | command | batch (news / ~events) | mode | entity events "
-        "| events/s | alerts |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for bn, mode, total, secs, alerts in rows:
-        per = total / max(1, len(range(0, args.news, bn)))
-        print(
-            f"| {datetime.now(UTC):%Y-%m-%d} | {machine.strip()} | `{cmd}` | {bn} / {per:.0f} "
-            f"| {mode} | {total} | {total / secs:,.0f} | {alerts} |"
-        )
+    table = [
+        (f"{bn} / {total / max(1, len(range(0, args.news, bn))):.0f}", mode, total,
+         f"{total / secs:,.0f}", alerts)
+        for bn, mode, total, secs, alerts in rows
+    ]  # fmt: skip
+    header = ["batch (news / ~events)", "mode", "entity events", "events/s", "alerts"]
+    print(markdown_table(header, table))
+    print()
+    print_footer(machine())
     return 0
 
 
