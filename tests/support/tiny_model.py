@@ -3,6 +3,12 @@
 The encoder is a random 2-layer BERT (hidden 32) so building and running it takes
 milliseconds, but the tokenizer is the real one of the packaged MiniLM and the dir is
 written by ``save_model``: tests exercise the same files and code paths as production.
+
+``MINILM_L6_ENCODER`` is the shape of the real base model (6 layers, hidden 384): a
+random model of that shape costs exactly what the trained one costs per text, which is
+what the GPU benchmark (``bench/gpu_check.sh``) needs where the trained weights (90 MB)
+cannot travel. ``tokenizer_dir`` points at the tokenizer files where the packaged base
+model is not installed.
 """
 
 from __future__ import annotations
@@ -15,7 +21,13 @@ from models.base_model import resolve_base_model
 from models.checkpoint import save_model
 from models.reference import REFERENCE_FILE
 
-__all__ = ["TINY_ENCODER", "make_tiny_model", "make_tiny_model_dir", "reference_json"]
+__all__ = [
+    "MINILM_L6_ENCODER",
+    "TINY_ENCODER",
+    "make_tiny_model",
+    "make_tiny_model_dir",
+    "reference_json",
+]
 
 TINY_ENCODER: dict[str, Any] = {
     "model_type": "bert",
@@ -29,23 +41,34 @@ TINY_ENCODER: dict[str, Any] = {
     "pad_token_id": 0,
 }
 
+MINILM_L6_ENCODER: dict[str, Any] = {
+    **TINY_ENCODER,
+    "hidden_size": 384,
+    "num_hidden_layers": 6,
+    "num_attention_heads": 12,
+    "intermediate_size": 1536,
+}
+
 
 SENTIMENT_BIAS_SHIFT = (0.25, 0.08, 0.0)  # negative, neutral, positive logits
 
 
-def make_tiny_model(seed: int = 0) -> tuple[Any, Any]:
+def make_tiny_model(
+    seed: int = 0, shape: dict[str, Any] | None = None, tokenizer_dir: Path | None = None
+) -> tuple[Any, Any]:
     """(MultiTaskModel, tokenizer) in eval mode with seeded random weights, not saved."""
     import torch
     from transformers import AutoTokenizer
 
     from models.architecture import MultiTaskConfig, MultiTaskModel, encoder_from_config
 
+    source = str(tokenizer_dir) if tokenizer_dir else resolve_base_model(None)
     tokenizer = AutoTokenizer.from_pretrained(
-        resolve_base_model(None), local_files_only=True, trust_remote_code=False
+        source, local_files_only=True, trust_remote_code=False
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        encoder = encoder_from_config(TINY_ENCODER)
+        encoder = encoder_from_config(shape or TINY_ENCODER)
         cfg = MultiTaskConfig(encoder=encoder.config.to_dict())
         model = MultiTaskModel(cfg, encoder=encoder)
         # Random heads call almost nothing negative (0.2 % of corpus texts); shift the
@@ -97,9 +120,12 @@ def make_tiny_model_dir(
     temperatures: dict[str, float] | None = None,
     metadata: dict[str, Any] | None = None,
     reference_texts: Sequence[str] = REFERENCE_TEXTS,
+    shape: dict[str, Any] | None = None,
+    tokenizer_dir: Path | None = None,
 ) -> Path:
-    """Save a tiny random two-head model to ``path`` (every file training writes)."""
-    model, tokenizer = make_tiny_model(seed)
+    """Save a random two-head model (tiny unless ``shape`` says) to ``path``, with every
+    file training writes."""
+    model, tokenizer = make_tiny_model(seed, shape, tokenizer_dir)
     save_model(
         path,
         model,
