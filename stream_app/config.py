@@ -187,6 +187,13 @@ class Settings(BaseSettings):
     # advances its partition's progress at most this far past processing time.
     watermark_idle_seconds: float = Field(5.0, gt=0, le=3600)
     clock_skew_seconds: float = Field(5.0, ge=0, le=3600)
+    # Stopping (SIGTERM/SIGINT; stream_app/service/app.py): the batches in flight get
+    # shutdown_grace_seconds to finish and be committed (then they are cut off and
+    # redelivered); a stop that takes longer than shutdown_timeout_seconds in all ends the
+    # process with exit code 70 and every thread's stack in the log. Keep the timeout under
+    # the supervisor's kill timeout (Kubernetes: terminationGracePeriodSeconds, 30 s).
+    shutdown_grace_seconds: float = Field(5.0, ge=0, le=600)
+    shutdown_timeout_seconds: float = Field(20.0, gt=0, le=3600)
 
     max_message_bytes: int = Field(1_000_000, ge=1024)
     max_headline_chars: int = Field(1000, ge=16)
@@ -244,7 +251,11 @@ class Settings(BaseSettings):
         return v
 
     @field_validator(
-        "topic_news", "topic_scored", "topic_alerts", "topic_deadletter", "topic_entity_events",
+        "topic_news",
+        "topic_scored",
+        "topic_alerts",
+        "topic_deadletter",
+        "topic_entity_events",
         "topic_alerts_deadletter",
     )
     @classmethod
@@ -257,6 +268,15 @@ class Settings(BaseSettings):
         if not v.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("redis_url must start with redis://, rediss:// or unix://")
         return v
+
+    @model_validator(mode="after")
+    def _shutdown_bounds(self) -> Settings:
+        if self.shutdown_grace_seconds >= self.shutdown_timeout_seconds:
+            raise ValueError(
+                f"shutdown_grace_seconds ({self.shutdown_grace_seconds}) must be below "
+                f"shutdown_timeout_seconds ({self.shutdown_timeout_seconds})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _finite(self) -> Settings:

@@ -10,8 +10,9 @@ gives duplicates downstream, which the aggregator removes by id; dropping would 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -20,7 +21,7 @@ from pydantic import BaseModel
 from stream_app.service.health import HealthState
 from stream_app.service.metrics import Metrics
 
-__all__ = ["Message", "Publisher", "Record", "publish_all", "run_with_retry", "wire"]
+__all__ = ["InFlight", "Message", "Publisher", "Record", "publish_all", "run_with_retry", "wire"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,6 +45,46 @@ class Record:
             "source_partition": self.partition,
             "source_offset": self.offset,
         }
+
+
+class InFlight:
+    """The batches a worker is processing, so that a stop lets them finish.
+
+    A stopping worker sets ``stopping``: the batch loops take no new batch (one already
+    taken is left unacknowledged, so it is redelivered), and ``wait_idle`` waits for the
+    batches in flight to finish and be acknowledged. Cutting a batch off mid-way is safe
+    too (unacknowledged: redelivered), but then it is scored again after the restart.
+    """
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self._count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Wraps one batch, from taking it to acknowledging it."""
+        self._count += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._count -= 1
+            if not self._count:
+                self._idle.set()
+
+    async def wait_idle(self, within: float) -> bool:
+        """True once no batch is in flight; False if ``within`` seconds passed first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), within)
+        except TimeoutError:
+            return False
+        return True
 
 
 class Publisher(Protocol):

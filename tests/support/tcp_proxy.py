@@ -3,6 +3,8 @@
 Threads, not asyncio, so it works beside any event loop a test runs. ``cut()`` closes the
 listening socket (new connections are *refused*) and resets every open connection, which is
 what a client sees when a broker host goes away; ``restore()`` listens again on the same port.
+``hold()`` keeps the connections open but stops forwarding the server's replies (a broker
+that accepted a request and has not answered yet); ``release()`` lets them through.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ class TcpProxy:
     _listener: socket.socket | None = field(default=None, repr=False)
     _open: set[socket.socket] = field(default_factory=set, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _replies: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def __post_init__(self) -> None:
+        self._replies.set()
 
     def start(self) -> TcpProxy:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -53,12 +59,14 @@ class TcpProxy:
             with self._lock:
                 self._open.update((client, upstream))
                 self.connections += 1
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            for a, b, gate in ((client, upstream, None), (upstream, client, self._replies)):
+                threading.Thread(target=self._pump, args=(a, b, gate), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, gate: threading.Event | None) -> None:
         try:
             while data := src.recv(65536):
+                if gate is not None:
+                    gate.wait()
                 dst.sendall(data)
         except OSError:
             pass
@@ -90,9 +98,17 @@ class TcpProxy:
                 )
             self._close(s)
 
+    def hold(self) -> None:
+        """Stop forwarding replies (server -> client); requests still go through."""
+        self._replies.clear()
+
+    def release(self) -> None:
+        self._replies.set()
+
     def restore(self) -> None:
         if self._listener is None:
             self.start()
 
     def stop(self) -> None:
+        self.release()
         self.cut()
