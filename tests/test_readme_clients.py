@@ -18,18 +18,17 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from stream_app.devenv.embedded import Service
-from stream_app.schemas import Alert, Evidence, alert_id
+from stream_app.schemas import Alert
+from tests.stream_app.service.forward.alerts import alert
 
 pytestmark = pytest.mark.integration
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-T = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
 
 def readme_examples() -> dict[str, str]:
@@ -47,31 +46,6 @@ def readme_examples() -> dict[str, str]:
 
 def test_readme_shows_both_tested_clients() -> None:
     assert set(readme_examples()) == {"aiokafka", "confluent_kafka"}
-
-
-def _alert(entity: str, state: str, severity: str) -> Alert:
-    return Alert(
-        alert_id=alert_id(entity, 1, 0, state),  # type: ignore[arg-type]
-        state=state,  # type: ignore[arg-type]
-        entity=entity,
-        severity=severity,  # type: ignore[arg-type]
-        episode=1,
-        episode_start=T,
-        window_start=T,
-        window_end=T,
-        negative_count=9,
-        total_count=12,
-        negative_share=0.75,
-        baseline_share=0.12,
-        score=6.1,
-        threshold=3.0,
-        evidence=[
-            Evidence(id="n1", headline="$ACME plunges after guidance cut", negative_prob=0.97)
-        ],
-        model_version="m1",
-        fired_at=T,
-        emitted_at=T,
-    )
 
 
 async def _publish(broker: Service, topic: str, alerts: list[Alert]) -> None:
@@ -115,9 +89,9 @@ def _run_until(code: str, want: int, within: float) -> tuple[list[str], str]:
 async def test_readme_example_reads_the_alerts(client: str, broker: Service, unique: str) -> None:
     topic = f"alerts-{unique}"
     alerts = [
-        _alert("ticker:ACME", "firing", "high"),
-        _alert("market", "firing", "medium"),
-        _alert("ticker:ACME", "resolved", "high"),
+        alert("ticker:ACME", "firing", "high"),
+        alert("market", "firing", "medium"),
+        alert("ticker:ACME", "resolved", "high"),
     ]
     await _publish(broker, topic, alerts)
     code = (

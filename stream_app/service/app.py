@@ -21,29 +21,30 @@ import asyncio
 import functools
 import logging
 import tempfile
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import faust
 
 from stream_app.config import Settings
 from stream_app.model import load_linker, load_worker_predictor, make_scorer
 from stream_app.service.aggregate import AggregateStage, RecordRef, ref_of
-from stream_app.service.batches import InFlight, Record, run_with_retry
+from stream_app.service.batches import InFlight, Record, run_overlapped, run_with_retry
 from stream_app.service.broker import ensure_topics, faust_credentials, topic_partitions
 from stream_app.service.dashboard import DashboardApi, install_dashboard
 from stream_app.service.dashboard.store_source import StoreSource
 from stream_app.service.health import HealthState
 from stream_app.service.metrics import Metrics
 from stream_app.service.model_monitor import install_drift_alerts, watch_model
-from stream_app.service.score import ScoreStage, Topology
+from stream_app.service.score import ScoredBatch, ScoreStage, Topology
 from stream_app.service.shutdown import exit_now, start_watchdog
 from stream_app.service.web import WebApi, install
 
 __all__ = ["FinpulseApp", "create_app", "run_worker"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class FinpulseApp(faust.App):
@@ -284,22 +285,45 @@ def create_app(
     backoff = min(5.0, settings.redis_retry_max_seconds)
     held: dict[RecordRef, Any] = {}  # aggregate-side events not yet acknowledged
 
-    def retrying(stage: ScoreStage | AggregateStage, records: Sequence[Record]) -> Any:
+    def retrying_call(agent: str, batch: Callable[[], Awaitable[T]]) -> Awaitable[T]:
         return run_with_retry(
-            stage.agent,
-            functools.partial(stage.process, records),
+            agent,
+            batch,
             health=health,
             metrics=metrics,
             max_backoff=backoff,
             stopping=lambda: bool(app.should_stop),
         )
 
+    def retrying(stage: ScoreStage | AggregateStage, records: Sequence[Record]) -> Any:
+        return retrying_call(stage.agent, functools.partial(stage.process, records))
+
     # A stop lets the batches in flight finish and be acknowledged (FinpulseApp.on_stop);
     # a batch taken once the stop began stays unacknowledged and is redelivered.
     inflight = app.finpulse_inflight = InFlight()
 
+    async def run_score_overlapped(stream: Any) -> None:
+        """The score agent's loop with ``score_overlap``: batch N+1 is validated and scored
+        while batch N is published; batches are published and acknowledged one at a time
+        in the order they were read (``batches.run_overlapped``)."""
+
+        async def prepare(events: list[Any]) -> ScoredBatch:
+            records = [_record(e) for e in events]
+            return await retrying_call("score", functools.partial(score_stage.score, records))
+
+        async def finish(events: list[Any], batch: ScoredBatch) -> None:
+            await retrying_call("score", functools.partial(score_stage.publish, batch))
+            for event in events:
+                await stream.ack(event)
+
+        batches = stream.noack_take(settings.batch_size, within=settings.batch_max_wait)
+        await run_overlapped(batches, prepare, finish, inflight)
+
     @app.agent(news, name="finpulse.score")
     async def score(stream: Any) -> None:
+        if settings.score_overlap:
+            await run_score_overlapped(stream)
+            return
         async for events in stream.noack_take(settings.batch_size, within=settings.batch_max_wait):
             if inflight.stopping:
                 break

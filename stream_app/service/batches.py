@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -21,10 +21,21 @@ from pydantic import BaseModel
 from stream_app.service.health import HealthState
 from stream_app.service.metrics import Metrics
 
-__all__ = ["InFlight", "Message", "Publisher", "Record", "publish_all", "run_with_retry", "wire"]
+__all__ = [
+    "InFlight",
+    "Message",
+    "Publisher",
+    "Record",
+    "publish_all",
+    "run_overlapped",
+    "run_with_retry",
+    "wire",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+B = TypeVar("B")
+P = TypeVar("P")
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,52 @@ class InFlight:
         except TimeoutError:
             return False
         return True
+
+
+async def run_overlapped(
+    batches: AsyncIterator[B],
+    prepare: Callable[[B], Awaitable[P]],
+    finish: Callable[[B, P], Awaitable[None]],
+    inflight: InFlight,
+) -> None:
+    """``prepare`` batch N+1 (validation, the model) while ``finish`` runs for batch N
+    (publish, await the acknowledgements, acknowledge the input).
+
+    At most two batches are in flight, and ``finish`` runs for one batch at a time in the
+    batches' order, starting only after the one before returned, so the topics and the
+    committed offsets see what the one-batch-at-a-time loop gives. When ``inflight`` is
+    stopping, no new batch starts (one taken is left unacknowledged: redelivered) and the
+    batches in flight finish; when the caller is cancelled, they are cancelled too and
+    never acknowledged, so they are redelivered.
+    """
+
+    async def one(batch: B, after: asyncio.Task[None] | None) -> None:
+        with inflight.batch():
+            prepared = await prepare(batch)
+            if after is not None:
+                await after  # the batch before publishes first
+            await finish(batch, prepared)
+
+    previous: asyncio.Task[None] | None = None
+    live: list[asyncio.Task[None]] = []
+    try:
+        async for batch in batches:
+            if inflight.stopping:
+                break
+            current = asyncio.create_task(one(batch, previous))
+            live = [t for t in (previous, current) if t is not None]
+            if previous is not None:
+                await previous
+            previous = current
+        if previous is not None:
+            await previous
+    except BaseException:
+        for task in live:
+            task.cancel()
+        for task in live:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        raise
 
 
 class Publisher(Protocol):

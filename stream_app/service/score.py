@@ -11,6 +11,13 @@ record ends in an entity batch or in the dead-letter topic.
 
 ``heartbeat`` sends progress alone when nothing else does (a quiet or idle partition), so
 no aggregator waits on this worker's partitions longer than it must.
+
+``score`` (validation and the model) and ``publish`` (fan-out, sends, acknowledgements,
+then the progress advances) are separate steps so that the worker can score batch N+1
+while batch N is published (``batches.run_overlapped``). A ``ScoredBatch`` carries its own
+pending progress, so ``score`` keeps no per-batch state on the stage: batch N's records
+advance their partitions only once N's records are acknowledged, and N+1's report (built
+in its ``publish``, after N's) never counts less than N's.
 """
 
 from __future__ import annotations
@@ -30,7 +37,20 @@ from stream_app.schemas import DeadLetter, NewsItem
 from stream_app.service.batches import Message, Publisher, Record, publish_all, wire
 from stream_app.service.metrics import Metrics
 
-__all__ = ["ScoreStage", "Topology"]
+__all__ = ["ScoreStage", "ScoredBatch", "Topology"]
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredBatch:
+    """One micro-batch after validation and the model, before anything is published."""
+
+    records: Sequence[Record]
+    scored: list[Any]  # ScoredNews, in input order
+    sources: list[Source]  # where each scored item came from
+    dead: list[DeadLetter]
+    # (partition, event ms) of every record of the batch: they advance their partition's
+    # progress once the batch is published and acknowledged
+    pending: list[tuple[int, int]]
 
 
 class _ScorerLike(Protocol):
@@ -73,7 +93,6 @@ class ScoreStage:
             idle_ms=int(settings.watermark_idle_seconds * 1000),
         )
         self._last_report: tuple[dict[int, int], list[int]] | None = None
-        self._pending: list[tuple[int, int]] = []  # (partition, event ms) of the batch in flight
         # One thread: the model is not re-entrant and torch parallelises inside a call.
         self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="finpulse-model")
 
@@ -82,12 +101,12 @@ class ScoreStage:
 
     def _validate(
         self, records: Sequence[Record]
-    ) -> tuple[list[NewsItem], list[Record], list[DeadLetter]]:
+    ) -> tuple[list[NewsItem], list[Record], list[DeadLetter], list[tuple[int, int]]]:
         items: list[NewsItem] = []
         origin: list[Record] = []  # the record of each item
         dead: list[DeadLetter] = []
+        pending: list[tuple[int, int]] = []
         now_ms = self._clock() * 1000
-        self._pending = []
         for rec in records:
             self.progress.touch(rec.partition, now_ms)
             try:
@@ -104,31 +123,35 @@ class ScoreStage:
                 )
                 # A partition of garbage still progresses (by record time), or it would
                 # hold every watermark back.
-                self._pending.append((rec.partition, rec.timestamp_ms or int(now_ms)))
+                pending.append((rec.partition, rec.timestamp_ms or int(now_ms)))
                 continue
-            self._pending.append((rec.partition, item.event_time_ms))
+            pending.append((rec.partition, item.event_time_ms))
             origin.append(rec)
             items.append(item)
-        return items, origin, dead
+        return items, origin, dead, pending
 
-    def _report(self) -> tuple[dict[int, int], list[int]]:
+    def _report(self, pending: Sequence[tuple[int, int]]) -> tuple[dict[int, int], list[int]]:
         topo = self.topology
         report = self.progress.report(
-            topo.assigned_news(), self._clock() * 1000, topo.caught_up, self._pending
+            topo.assigned_news(), self._clock() * 1000, topo.caught_up, pending
         )
         self._last_report = report
         return report
 
-    def _batches(self, events: Sequence[Any]) -> list[Message]:
+    def _batches(self, events: Sequence[Any], pending: Sequence[tuple[int, int]]) -> list[Message]:
         s, topo = self._settings, self.topology
-        progress, idle = self._report()
+        progress, idle = self._report(pending)
         batches = fan_out(events, topo.entity_partitions, topo.news_partitions, progress, idle)
         return [(s.topic_entity_events, None, wire(b), p) for p, b in batches]
 
     async def process(self, records: Sequence[Record]) -> tuple[int, int]:
         """Returns (scored, dead-lettered); their sum is ``len(records)``."""
-        s = self._settings
-        items, origin, dead = self._validate(records)
+        return await self.publish(await self.score(records))
+
+    async def score(self, records: Sequence[Record]) -> ScoredBatch:
+        """Validation and the model, nothing published and no progress advanced: the
+        worker runs this for batch N+1 while batch N is published."""
+        items, origin, dead, pending = self._validate(records)
         scored: list[Any] = []
         sources: list[Source] = []
         if items:
@@ -151,21 +174,27 @@ class ScoreStage:
                             **rec.source,
                         )
                     )
-        events = to_entity_events(scored, sources) if scored else []
-        messages = self._batches(events)
-        messages += [(s.topic_deadletter, None, wire(d), None) for d in dead]
+        return ScoredBatch(records, scored, sources, dead, pending)
+
+    async def publish(self, batch: ScoredBatch) -> tuple[int, int]:
+        """Fan out, publish and await every acknowledgement, then advance the batch's
+        partitions; returns (scored, dead-lettered). Batches must be published one at a
+        time, in the order they were read (``run_overlapped`` does so)."""
+        s = self._settings
+        events = to_entity_events(batch.scored, batch.sources) if batch.scored else []
+        messages = self._batches(events, batch.pending)
+        messages += [(s.topic_deadletter, None, wire(d), None) for d in batch.dead]
         await publish_all(self._publisher, messages)
         now_ms = self._clock() * 1000
-        for partition, event_ms in self._pending:
+        for partition, event_ms in batch.pending:
             self.progress.advance(partition, event_ms, now_ms)
-        self._pending = []
 
         m = self._metrics
-        m.records_in.inc(len(records))
-        m.scored.inc(len(scored))
-        m.dead_lettered(d.reason for d in dead)
-        m.batch_size.labels(agent=self.agent).observe(len(records))
-        return len(scored), len(dead)
+        m.records_in.inc(len(batch.records))
+        m.scored.inc(len(batch.scored))
+        m.dead_lettered(d.reason for d in batch.dead)
+        m.batch_size.labels(agent=self.agent).observe(len(batch.records))
+        return len(batch.scored), len(batch.dead)
 
     async def heartbeat(self) -> bool:
         """Send this worker's progress alone when it changed (idle partitions); True if sent.

@@ -115,9 +115,12 @@ def test_profile_read_counts_samples_per_thread_and_layer() -> None:
         "thread (1): MainThread;_run (asyncio/events.py:80);send (aiokafka/conn.py:423) 30\n",
         "thread (2): finpulse-model_0;predict (models/predictor.py:212) 10\n",
         "garbage line without a count\n",
+        "thread (1): MainThread;_run_once (asyncio/base_events.py:1884);"
+        "EpollSelector.select (selectors.py:468) 50\n",
     ]
     prof = read(lines)
-    assert prof.samples == 40
+    assert prof.samples == 40  # the 50 samples waiting in epoll are not CPU
+    assert prof.idle == 50
     assert prof.threads == {"MainThread": 30, "finpulse-model": 10}
     assert prof.layers["aiokafka (produce, fetch, protocol)"] == 30
     assert prof.layers["model (torch, tokenizer, predictor)"] == 10
