@@ -274,11 +274,12 @@ def bench_worker_env(
     return env
 
 
-def run_in_workdir(prefix: str, run: Callable[[Path], Any]) -> Any | None:
-    """``asyncio.run(run(workdir))`` in a fresh temporary directory, removed afterwards.
+def run_in_workdir(prefix: str, run: Callable[[Path], Any]) -> tuple[bool, Any]:
+    """``(True, asyncio.run(run(workdir)))`` in a fresh temporary directory, removed after.
 
     On a ``FinpulseError`` or ``OSError`` (a service that did not start, a worker that
-    exited) prints ``error: ...`` and keeps the directory (the logs are there): ``None``.
+    exited) prints ``error: ...`` and keeps the directory (the logs are there):
+    ``(False, None)``.
     """
     import shutil
     import subprocess
@@ -289,9 +290,9 @@ def run_in_workdir(prefix: str, run: Callable[[Path], Any]) -> Any | None:
         result = asyncio.run(run(workdir))
     except (FinpulseError, OSError, subprocess.TimeoutExpired) as exc:
         print(f"error: {exc}\n(logs kept in {workdir})", file=sys.stderr)
-        return None
+        return False, None
     shutil.rmtree(workdir, ignore_errors=True)
-    return result
+    return True, result
 
 
 def check_alive(worker: WorkerProcess) -> None:

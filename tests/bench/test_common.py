@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from bench._common import (
     markdown_table,
     percentile,
     proc_cpu_times,
+    run_in_workdir,
     total,
     write_json,
 )
@@ -125,3 +127,23 @@ def test_profile_read_counts_samples_per_thread_and_layer() -> None:
     assert prof.layers["aiokafka (produce, fetch, protocol)"] == 30
     assert prof.layers["model (torch, tokenizer, predictor)"] == 10
     assert read(lines, thread_filter="model").samples == 10
+
+
+def test_run_in_workdir_tells_success_from_failure(capsys: pytest.CaptureFixture[str]) -> None:
+    from models.errors import FinpulseError
+
+    seen: list[Path] = []
+
+    async def fine(workdir: Path) -> None:  # a bench whose run returns nothing
+        seen.append(workdir)
+
+    async def broken(workdir: Path) -> int:
+        seen.append(workdir)
+        raise FinpulseError("the worker exited")
+
+    assert run_in_workdir("t-", fine) == (True, None)
+    assert not seen[0].exists()  # removed after a run that worked
+    assert run_in_workdir("t-", broken) == (False, None)
+    assert seen[1].is_dir()  # kept: its logs say why
+    assert "error: the worker exited" in capsys.readouterr().err
+    shutil.rmtree(seen[1])
