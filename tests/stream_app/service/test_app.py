@@ -208,6 +208,32 @@ async def test_a_failed_batch_is_retried_until_it_succeeds() -> None:
     assert b'finpulse_batch_retries_total{agent="score"} 2.0' in metrics.render()
 
 
+async def test_overlapped_batches_each_report_only_their_own_progress() -> None:
+    """Score overlap (``ScoreStage.score`` of batch 1 while batch 0 is not yet published):
+    batch 0's entity batches carry batch 0's progress, not batch 1's, a heartbeat between
+    them announces nothing in flight, and batch 1 then carries its own."""
+    pub = Recorder()
+    stage = _score_stage(pub)
+
+    def ms(minutes: float) -> int:
+        return int((T0 + timedelta(minutes=minutes)).timestamp() * 1000)
+
+    first = await stage.score(_records([_news(1, "a", 0), _news(2, "b", 1)]))
+    second = await stage.score(
+        [Record(_news(3, "c", 10), "in", 0, 2), Record(_news(4, "d", 20), "in", 0, 3)]
+    )
+    assert await stage.publish(first) == (2, 0)
+    assert {b.progress[0] for _, b in pub.batches()} == {ms(1)}
+    sent = len(pub.sent)
+    await stage.heartbeat()  # batch 1 is scored but not published: no progress for it
+    assert all(b.progress[0] == ms(1) for _, b in pub.batches())
+    del pub.sent[:sent]
+    assert await stage.publish(second) == (2, 0)
+    assert {b.progress[0] for _, b in pub.batches()} == {ms(20)}
+    assert sorted(e.id for e in pub.events() if e.entity == "market") == ["n3", "n4"]
+    stage.close()
+
+
 def _events(n_calm: int, n_neg: int) -> list[bytes]:
     """One entity-topic record per event (news partition 0 progressing with it), then a
     record saying partition 0 is idle, which releases the last events too."""
