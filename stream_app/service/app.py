@@ -29,8 +29,14 @@ import faust
 
 from stream_app.config import Settings
 from stream_app.model import load_linker, load_worker_predictor, make_scorer
-from stream_app.service.aggregate import AggregateStage, RecordRef, ref_of
-from stream_app.service.batches import InFlight, Record, run_overlapped, run_with_retry
+from stream_app.service.aggregate import AggregateStage, ref_of
+from stream_app.service.batches import (
+    AckInOrder,
+    InFlight,
+    Record,
+    run_overlapped,
+    run_with_retry,
+)
 from stream_app.service.broker import ensure_topics, faust_credentials, topic_partitions
 from stream_app.service.dashboard import DashboardApi, install_dashboard
 from stream_app.service.dashboard.store_source import StoreSource
@@ -75,7 +81,8 @@ class FinpulseApp(faust.App):
 
         1. A watchdog starts: a stop still running after ``shutdown_timeout_seconds``
            ends the process (exit 70) with every thread's and task's stack in the log.
-        2. The batch loops take no new batch; the batches in flight get
+        2. The batch loops process no new batch (they keep taking them, unacknowledged,
+           see ``InFlight``); the batches in flight get
            ``shutdown_grace_seconds`` to finish and be acknowledged, so the consumer's
            stop commits them and a restart does not score them again. One that does not
            finish is cancelled with its agent and redelivered (never acknowledged).
@@ -283,7 +290,7 @@ def create_app(
     aggregate_stage = AggregateStage(settings, lambda: aggregator, publisher, metrics)
     app.finpulse_resources.append(score_stage)
     backoff = min(5.0, settings.redis_retry_max_seconds)
-    held: dict[RecordRef, Any] = {}  # aggregate-side events not yet acknowledged
+    held = AckInOrder()  # aggregate-side records taken, not yet acknowledged
 
     def retrying_call(agent: str, batch: Callable[[], Awaitable[T]]) -> Awaitable[T]:
         return run_with_retry(
@@ -326,7 +333,7 @@ def create_app(
             return
         async for events in stream.noack_take(settings.batch_size, within=settings.batch_max_wait):
             if inflight.stopping:
-                break
+                continue  # unacknowledged, redelivered; never leave the loop (see InFlight)
             with inflight.batch():
                 await retrying(score_stage, [_record(e) for e in events])
                 for event in events:
@@ -337,14 +344,13 @@ def create_app(
         size, within = settings.aggregate_batch_records, settings.batch_max_wait
         async for events in stream.noack_take(size, within=within):
             if inflight.stopping:
-                break
+                continue  # unacknowledged, redelivered; never leave the loop (see InFlight)
             with inflight.batch():
                 records = [_record(e) for e in events]
-                held.update(zip((ref_of(r) for r in records), events, strict=True))
-                for ref in await retrying(aggregate_stage, records):
-                    event = held.pop(ref, None)
-                    if event is not None:
-                        await stream.ack(event)
+                for rec, event in zip(records, events, strict=True):
+                    held.taken(ref_of(rec), event)
+                for event in held.done(await retrying(aggregate_stage, records)):
+                    await stream.ack(event)
 
     @app.timer(interval=max(0.1, settings.watermark_idle_seconds / 2))
     async def heartbeat() -> None:
@@ -357,8 +363,7 @@ def create_app(
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         mine = {tp.partition for tp in revoked if tp.topic == settings.topic_entity_events}
         aggregate_stage.revoke(mine)
-        for ref in [r for r in held if r[1] in mine]:
-            del held[ref]
+        held.revoke(mine)
         score_stage.progress.forget(
             tp.partition for tp in revoked if tp.topic == settings.topic_news
         )

@@ -10,9 +10,10 @@ gives duplicates downstream, which the aggregator removes by id; dropping would 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -22,6 +23,7 @@ from stream_app.service.health import HealthState
 from stream_app.service.metrics import Metrics
 
 __all__ = [
+    "AckInOrder",
     "InFlight",
     "Message",
     "Publisher",
@@ -61,10 +63,16 @@ class Record:
 class InFlight:
     """The batches a worker is processing, so that a stop lets them finish.
 
-    A stopping worker sets ``stopping``: the batch loops take no new batch (one already
+    A stopping worker sets ``stopping``: the batch loops process no new batch (a batch
     taken is left unacknowledged, so it is redelivered), and ``wait_idle`` waits for the
     batches in flight to finish and be acknowledged. Cutting a batch off mid-way is safe
     too (unacknowledged: redelivered), but then it is scored again after the restart.
+
+    The loops skip batches rather than leave Faust's ``noack_take``: leaving it turns the
+    stream's automatic acknowledgement back on while its background drainer still reads
+    records, so every record read until Faust stops the stream was acknowledged (and
+    committed) without being processed: lost. (Seen as missing ids after a restart in
+    ``tests/faults/test_shutdown.py``.)
     """
 
     def __init__(self) -> None:
@@ -127,7 +135,11 @@ async def run_overlapped(
     try:
         async for batch in batches:
             if inflight.stopping:
-                break
+                # Left unacknowledged (redelivered), and the loop goes on: see InFlight.
+                if previous is not None:
+                    await previous
+                    previous, live = None, []
+                continue
             current = asyncio.create_task(one(batch, previous))
             live = [t for t in (previous, current) if t is not None]
             if previous is not None:
@@ -142,6 +154,55 @@ async def run_overlapped(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         raise
+
+
+class AckInOrder:
+    """Which consumed records may be acknowledged: each one once it *and every record
+    before it on its partition* are done, in offset order.
+
+    The aggregate stage finishes records out of order (a later record without events is
+    done while an earlier one waits for the watermark), and Faust commits the first run of
+    consecutive acknowledged offsets without noticing a gap of one record at its head (nor
+    any gap before a partition's first commit): acknowledged out of order, a record still
+    held was committed past, and a restarted worker never read its events again.
+    """
+
+    def __init__(self) -> None:
+        self._queued: dict[tuple[str, int], collections.deque[tuple[str, int, int]]] = {}
+        self._events: dict[tuple[str, int, int], Any] = {}  # taken, not yet acknowledged
+        self._done: set[tuple[str, int, int]] = set()
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def taken(self, ref: tuple[str, int, int], event: Any) -> None:
+        """A record (topic, partition, offset) was read; ``event`` is what acknowledges it."""
+        if ref not in self._events:  # read again without a rebalance: queued already
+            self._queued.setdefault(ref[:2], collections.deque()).append(ref)
+        self._events[ref] = event
+
+    def done(self, refs: Iterable[tuple[str, int, int]]) -> list[Any]:
+        """Mark ``refs`` done; the events that may be acknowledged now, in offset order."""
+        refs = [r for r in refs if r in self._events]  # not one of a revoked partition
+        self._done.update(refs)
+        out: list[Any] = []
+        for tp in {r[:2] for r in refs}:
+            queue = self._queued.get(tp)
+            while queue and queue[0] in self._done:
+                ref = queue.popleft()
+                self._done.discard(ref)
+                event = self._events.pop(ref, None)
+                if event is not None:
+                    out.append(event)
+        return out
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        """Partitions taken away: nothing of theirs is acknowledged any more."""
+        gone = set(partitions)
+        for tp in [tp for tp in self._queued if tp[1] in gone]:
+            del self._queued[tp]
+        self._events = {r: e for r, e in self._events.items() if r[1] not in gone}
+        self._done = {r for r in self._done if r[1] not in gone}
 
 
 class Publisher(Protocol):

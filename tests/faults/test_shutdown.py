@@ -14,11 +14,17 @@ stream: while a model call is running (seen through the fault predictor's marker
 not guessed) and while a batch waits for the broker's acknowledgements (the proxy in front
 of the broker holds its replies). Each stop must exit 0 within ``STOP_BOUND`` seconds;
 afterwards the conservation law holds, alerts match the fault-free reference, every id is
-in ``news.scored`` exactly once, and the model saw every text exactly once over the five
-processes (the marker files count them): the batch in flight at a stop was finished and
-committed, not handed back and scored again. The old stop failed the last check at every
-stop during a model call (the batch was cancelled after the model ran and redone after the
-restart), besides hanging in about 1 stop in 20 under load.
+in ``news.scored`` (copies of a redelivered one identical), and the model saw every text
+exactly once over the five processes (the marker files count them): the batch in flight
+at a stop was finished and committed, not handed back and scored again. The old stop
+failed the last check at every stop during a model call (the batch was cancelled after the
+model ran and redone after the restart), besides hanging in about 1 stop in 20 under load.
+
+With streaming v2 the test also caught two ways a stop or restart lost entity events
+(missing ids in ``market`` after the last restart): a batch loop that left Faust's
+``noack_take`` at the stop turned its automatic acknowledgement back on while the stream
+still read records, and aggregate records acknowledged out of offset order let Faust
+commit past records the sequencer still held (``stream_app/service/app.py``).
 
 The feed spans two hours of event time, more than the fault suite's allowed lateness, so
 lateness is raised here: the ``market`` entity is fed from both partitions and their
@@ -31,7 +37,7 @@ import asyncio
 import json
 import subprocess
 import time
-from collections import Counter
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -168,11 +174,16 @@ async def test_sigterm_during_model_calls_and_publishing_exits_and_scores_once(
     assert not c.problems, c.problems
     assert c.counted == len(feed.rows)
     assert not c.dead
-    scored = Counter(json.loads(v)["id"] for v in await read_topic(s, s.topic_scored))
-    twice = sorted(i for i, n in scored.items() if n > 1)
-    assert not twice, f"{len(twice)} ids scored more than once (handed back, not finished): " + (
-        f"{twice[:10]}"
-    )
+    # news.scored is published by the aggregator owning ``market`` when it releases an
+    # item; a record it had not acknowledged at a stop is read again and its item published
+    # again (at-least-once, by design): copies must be the same record.
+    scored: dict[str, set[tuple[Any, ...]]] = defaultdict(set)
+    for v in await read_topic(s, s.topic_scored):
+        x = json.loads(v)
+        probs = json.dumps(x["sentiment_probs"], sort_keys=True)
+        scored[x["id"]].add((x["sentiment"], probs, x["story_id"], x["novelty"]))
+    differ = sorted(i for i, copies in scored.items() if len(copies) > 1)
+    assert not differ, f"{len(differ)} ids published with different contents: {differ[:10]}"
     assert set(scored) == set(feed.ids)
     through_model = _texts_through_model(tmp_path)
     assert through_model == len(feed.rows), (
