@@ -20,6 +20,11 @@ per item. Measured here, per model (``--model tiny`` = the random test model of
    measured over ``--idle`` seconds before and reported, not subtracted.
    ``--score-overlap on off`` runs one worker of each kind back to back (fresh topics,
    the same feed), so the overlap of the model with publishing is measured in one run.
+   ``--baseline DIR`` (the source tree of another revision, e.g. ``git archive 6c743aa |
+   tar -x -C DIR``) runs one worker of that tree first, on the same feed, and reports
+   the others' own CPU and throughput as ratios to it. The timed items follow the
+   warm-up in event time, and ``--watermark-idle`` (0.5 s) shortens streaming v2's wait
+   for quiet partitions at the end of a drained run (older trees ignore it).
 3. **Plain aiokafka loop** (``bench.plain_loop``, its own process and consumer group) over
    the same news topic: getmany -> the same Predictor -> one JSON record per item ->
    await acks -> commit. Its own CPU per item and throughput, in the same run.
@@ -105,6 +110,7 @@ class ModelResult:
     plain_cpu_us: float = 0.0
     plain_rate: float = 0.0
     profiled: bool = False
+    baseline: bool = False  # the worker of ``--baseline``'s source tree
 
     @property
     def model_cpu_us(self) -> float:
@@ -123,16 +129,15 @@ class ModelResult:
 
 
 def feed(
-    texts: list[str], prefix: str, tickers: int, span_s: float, seed: int
+    texts: list[str], prefix: str, tickers: int, span_s: float, seed: int, end_ms: int
 ) -> tuple[list[bytes], list[bytes]]:
     """(keys, values): real headlines, two distinct tickers each, keyed by the first.
 
-    Event times are sorted uniform draws over ``span_s`` ending a minute ago (a Poisson
+    Event times are sorted uniform draws over ``span_s`` ending at ``end_ms`` (a Poisson
     stream conditioned on its count), so per-partition order is event-time order.
     """
     rng = random.Random(seed)
     pool = [f"T{i:03d}" for i in range(tickers)]
-    end_ms = int((time.time() - 60) * 1000)
     times = sorted(end_ms - int(rng.random() * span_s * 1000) for _ in texts)
     keys, values = [], []
     for i, (text, ms) in enumerate(zip(texts, times, strict=True)):
@@ -330,14 +335,23 @@ async def measure(
     """Bare model, one worker per ``--score-overlap`` value (fresh topics each), the plain
     loop (over the first worker's news topic), bare model again: one result per worker."""
     texts = headlines(args.warmup + args.n)
-    warm = feed(texts[: args.warmup], "wu-", args.tickers, args.span, args.seed)
-    timed = feed(texts[args.warmup :], "tp-", args.tickers, args.span, args.seed + 1)
+    # The timed items follow the warm-up in event time (a live stream), ending a minute ago.
+    end_ms = int((time.time() - 60) * 1000)
+    span_ms = int(args.span * 1000)
+    warm = feed(texts[: args.warmup], "wu-", args.tickers, args.span, args.seed, end_ms - span_ms)
+    timed = feed(texts[args.warmup :], "tp-", args.tickers, args.span, args.seed + 1, end_ms)
     timed_texts = texts[args.warmup :]
     workers: list[tuple[str, WorkerProcess]] = []
-    for overlap in args.score_overlap or [None]:
+    trees: list[Path | None] = [args.baseline] if args.baseline else []
+    for tree, overlap in [(t, None) for t in trees] + [
+        (None, o) for o in args.score_overlap or [None]
+    ]:
         extra: dict[str, str | int | float] = {
-            "allowed_lateness_seconds": int(args.span) + 600,
+            "allowed_lateness_seconds": 2 * int(args.span) + 600,
             "broker_session_timeout": 6,
+            # streaming v2 releases the last events once every news partition has been
+            # quiet this long; a drained run ends with that wait (older trees ignore it)
+            "watermark_idle_seconds": args.watermark_idle,
         }
         if overlap is not None:
             extra["score_overlap"] = str(overlap == "on").lower()
@@ -345,14 +359,17 @@ async def measure(
         if args.torch_threads:
             env["OMP_NUM_THREADS"] = str(args.torch_threads)  # read by the worker and plain_loop
         name = label if overlap is None else f"{label}, overlap {overlap}"
+        if tree is not None:
+            env["PYTHONPATH"] = str(tree)
+            name = f"{label}, baseline {tree.name}"
         log_name = f"worker-{env['FINPULSE_APP_ID']}.log"
-        workers.append((name, WorkerProcess(env, workdir / log_name)))
-    settings = workers[0][1].settings
+        workers.append((name, WorkerProcess(env, workdir / log_name, cwd=tree)))
+    settings = workers[-1][1].settings
 
     bare = [bare_model(settings, timed_texts, args, f"{label}: bare model [1/2]")]
     results = []
     for name, worker in workers:
-        res = ModelResult(model=name, n=args.n)
+        res = ModelResult(model=name, n=args.n, baseline=worker.cwd is not None)
         profile_to = None
         if args.profile is not None:
             safe = name.replace(", ", "-").replace(" ", "-")
@@ -383,6 +400,7 @@ def markdown(results: list[ModelResult], args: argparse.Namespace) -> str:
     def row(label: str, value: str, target: str = "", met: str = "") -> None:
         rows.append([label, value, target, met])
 
+    base = next((r for r in results if r.baseline), None)
     for r in results:
         m, mark = r.model, " *(profiled)*" if r.profiled else ""
         runs = ", ".join(f"{x:.0f}" for x in r.bare_cpu_us)
@@ -400,6 +418,10 @@ def markdown(results: list[ModelResult], args: argparse.Namespace) -> str:
         row(f"{m}: worker drained / bare model", f"{r.worker_rate / max(r.bare_rate):.2f}x")
         row(f"{m}: worker idle CPU (heartbeats + /metrics polls)",
             f"{r.worker_idle_cpu_per_s * 1000:.0f} ms/s")  # fmt: skip
+        if base is not None and r is not base and base.own_us > 0:
+            row(f"{m}: **own CPU per item vs {base.model}**", f"**{r.own_us / base.own_us:.2f}x**")
+            row(f"{m}: drained throughput vs {base.model}",
+                f"{r.worker_rate / base.worker_rate:.2f}x")  # fmt: skip
         if r.plain_rate:
             row(f"{m}: plain aiokafka loop own CPU per item", f"{r.plain_own_us:.0f} us")
             vs = r.plain_rate / r.worker_rate
@@ -464,6 +486,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="FINPULSE_SCORE_OVERLAP of the worker; 'on off' runs one worker of each, "
         "back to back on the same feed (default: the worker's own default)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="source tree of another revision (e.g. `git archive 6c743aa | tar -x -C DIR`): "
+        "one worker of that tree runs first on the same feed; ratios to it are reported",
+    )
+    parser.add_argument(
+        "--watermark-idle",
+        type=float,
+        default=0.5,
+        help="FINPULSE_WATERMARK_IDLE_SECONDS of the worker (the wait after the last item)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-plain", action="store_true", help="skip the plain-loop contender")

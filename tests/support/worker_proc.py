@@ -65,6 +65,7 @@ class WorkerProcess:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     nofile: int | None = None  # RLIMIT_NOFILE of the process (a production-like 1024)
+    cwd: Path | None = None  # run from another source tree (``python -m`` imports from cwd)
 
     @property
     def settings(self) -> Settings:
@@ -103,6 +104,7 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=limits if nofile is not None else None,
+                cwd=self.cwd,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
