@@ -104,13 +104,17 @@ async def test_two_workers_one_killed_survivor_takes_over(
     s = a.settings
     feed = make_feed(texts, seed=2)
     view = RedisView(s)
+
+    async def both_hold_news() -> bool:
+        gens = [assignment(x, s.topic_news) for x in (a, b)]
+        return len({g for g, _ in gens}) == 1 and all(parts for _, parts in gens)
+
+    # Both workers hold news partitions, so the one killed has work of its own.
+    await wait_for(both_hold_news, 60, "both workers holding news partitions")
     acked: list[float] = []
     producing = asyncio.create_task(produce_paced(s, feed, per_second=30, acked_at=acked))
     try:
         await wait_for(await _counted_at_least(view, len(feed.rows) // 4), 60, "quarter counted")
-        # Both workers hold news partitions, so the one killed had work of its own.
-        gens = [assignment(x, s.topic_news) for x in (a, b)]
-        assert all(parts for _, parts in gens), gens
         partial, produced = await _kill_in_flight(a, view, acked, producing)
         fault_at = time.monotonic()
         await producing
