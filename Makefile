@@ -19,6 +19,7 @@ test: setup  ## lint, type-check, then the whole test suite against real broker 
 
 ci:  ## what CI runs once set up
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 

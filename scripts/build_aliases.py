@@ -58,26 +58,88 @@ TICKER_RE = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
 US_INDICES = {"DOW JONES", "NASDAQ 100", "S&P 100", "S&P 500", "S&P 600"}
 # Home-exchange Yahoo suffix for records whose symbol carries none (mostly the DAX family).
 HOME_SUFFIX = {
-    "DAX": ".DE", "MDAX": ".DE", "SDAX": ".DE", "TecDAX": ".DE",
-    "CAC_40": ".PA", "CAC Mid 60": ".PA", "FTSE 100": ".L", "AEX": ".AS", "BEL 20": ".BR",
-    "IBEX 35": ".MC", "OMX Stockholm 30": ".ST", "OMX Helsinki 25": ".HE",
-    "Switzerland 20": ".SW", "NIKKEI 225": ".T",
+    "DAX": ".DE",
+    "MDAX": ".DE",
+    "SDAX": ".DE",
+    "TecDAX": ".DE",
+    "CAC_40": ".PA",
+    "CAC Mid 60": ".PA",
+    "FTSE 100": ".L",
+    "AEX": ".AS",
+    "BEL 20": ".BR",
+    "IBEX 35": ".MC",
+    "OMX Stockholm 30": ".ST",
+    "OMX Helsinki 25": ".HE",
+    "Switzerland 20": ".SW",
+    "NIKKEI 225": ".T",
 }
 GENERIC_TAIL = {
-    "group", "holdings", "holding", "corporation", "corp", "company", "companies", "co",
-    "incorporated", "inc", "industries", "international", "enterprises", "technologies",
-    "technology", "systems", "brands", "motor", "motors", "platforms", "bancorp",
-    "bancshares", "entertainment", "communications", "&", "and", "plc", "ag", "se", "sa",
+    "group",
+    "holdings",
+    "holding",
+    "corporation",
+    "corp",
+    "company",
+    "companies",
+    "co",
+    "incorporated",
+    "inc",
+    "industries",
+    "international",
+    "enterprises",
+    "technologies",
+    "technology",
+    "systems",
+    "brands",
+    "motor",
+    "motors",
+    "platforms",
+    "bancorp",
+    "bancshares",
+    "entertainment",
+    "communications",
+    "&",
+    "and",
+    "plc",
+    "ag",
+    "se",
+    "sa",
 }
 # A short form that would be just one of these is not a name on its own.
 GENERIC_HEAD = {
-    "general", "american", "united", "first", "national", "international", "global",
-    "universal", "southern", "northern", "western", "eastern", "central", "pacific",
-    "atlantic", "new", "great", "royal", "advanced", "applied", "public", "federal",
-    "digital", "energy", "health", "power", "data", "home", "life", "bank", "financial",
+    "general",
+    "american",
+    "united",
+    "first",
+    "national",
+    "international",
+    "global",
+    "universal",
+    "southern",
+    "northern",
+    "western",
+    "eastern",
+    "central",
+    "pacific",
+    "atlantic",
+    "new",
+    "great",
+    "royal",
+    "advanced",
+    "applied",
+    "public",
+    "federal",
+    "digital",
+    "energy",
+    "health",
+    "power",
+    "data",
+    "home",
+    "life",
+    "bank",
+    "financial",
 }
-CORPUS_FILES = ("sentiment_train.csv", "sentiment_valid.csv", "topic_train.csv",
-                "topic_valid.csv")
+CORPUS_FILES = ("sentiment_train.csv", "sentiment_valid.csv", "topic_train.csv", "topic_valid.csv")
 COMMON_MIN_LOWER = 3  # lower-case occurrences in the corpus that make a word "common"
 
 
@@ -185,8 +247,11 @@ def build(corpus_dir: Path, fixes: dict[str, str]) -> tuple[list[Row], list[str]
         if fix == "-":
             notes.append(f"dropped by listing_fixes: {name} ({sym})")
             continue
-        us = [g.split(":", 1)[1] for g in (x.get("google") or "" for x in st.get("symbols", []))
-              if g.startswith(("NYSE:", "NASDAQ:"))]
+        us = [
+            g.split(":", 1)[1]
+            for g in (x.get("google") or "" for x in st.get("symbols", []))
+            if g.startswith(("NYSE:", "NASDAQ:"))
+        ]
         ticker = fix or pick_ticker(sym, indices, us)
         if ticker is None:
             notes.append(f"no finpulse ticker form: {name} ({sym})")
@@ -256,8 +321,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
-    print(f"wrote {len(rows)} aliases for {len({r[1] for r in rows})} tickers to {args.out} "
-          f"({len(notes)} records/aliases dropped; --verbose lists them)")
+    print(
+        f"wrote {len(rows)} aliases for {len({r[1] for r in rows})} tickers to {args.out} "
+        f"({len(notes)} records/aliases dropped; --verbose lists them)"
+    )
     return 0
 
 

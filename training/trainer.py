@@ -228,9 +228,7 @@ def _optimizer(
     return optimizer, scheduler
 
 
-def _setup(
-    cfg: TrainConfig, data_dir: Path | None, progress: bool, cache: Path | None
-) -> _Run:
+def _setup(cfg: TrainConfig, data_dir: Path | None, progress: bool, cache: Path | None) -> _Run:
     started = time.perf_counter()
     # 1. Seeds, device, base model.
     _seed_everything(cfg.seed)

@@ -26,6 +26,7 @@ from finpulse.cli.common import MAX_LINE_BYTES, load_settings, positive_int, std
 
 __all__ = ["MAX_LINE_BYTES", "register"]
 
+
 def _run(args: argparse.Namespace) -> int:
     from stream_app.core.entities import extract_cashtags, text_links
     from stream_app.model import load_linker
@@ -43,16 +44,21 @@ def _run(args: argparse.Namespace) -> int:
             continue
         links = text_links(text, linker, limit, tickers=extract_cashtags(text, limit))
         entities = [
-            {"entity": f"ticker:{lk.ticker}", "via": lk.via,
-             "span": list(lk.span) if lk.span else None, "relevance": lk.relevance}
+            {
+                "entity": f"ticker:{lk.ticker}",
+                "via": lk.via,
+                "span": list(lk.span) if lk.span else None,
+                "relevance": lk.relevance,
+            }
             for lk in links
         ]
         if args.json:
             out.write(json.dumps({"text": text, "entities": entities}, ensure_ascii=False) + "\n")
         else:
             found = ", ".join(
-                f"{e['entity']} ({e['via']} {text[lk.span[0]:lk.span[1]]!r} {e['relevance']:.2f})"
-                if lk.span else f"{e['entity']} ({e['via']} {e['relevance']:.2f})"
+                f"{e['entity']} ({e['via']} {text[lk.span[0] : lk.span[1]]!r} {e['relevance']:.2f})"
+                if lk.span
+                else f"{e['entity']} ({e['via']} {e['relevance']:.2f})"
                 for e, lk in zip(entities, links, strict=True)
             )
             out.write(f"{found or '-'}\t{text}\n")
@@ -67,10 +73,19 @@ def register(subparsers: Any) -> None:
         description="Read texts on stdin, one per line; print the companies each names "
         "(cashtags, then names), as the worker links them.",
     )
-    link.add_argument("--json", action="store_true",
-                      help='one {"text", "entities": [...]} JSON object per line')
-    link.add_argument("--aliases", type=Path, default=None,
-                      help="extra alias,ticker CSV (default: FINPULSE_ALIASES_FILE)")
-    link.add_argument("--max", type=positive_int, default=None,
-                      help="at most this many companies per text (default: FINPULSE_MAX_TICKERS)")
+    link.add_argument(
+        "--json", action="store_true", help='one {"text", "entities": [...]} JSON object per line'
+    )
+    link.add_argument(
+        "--aliases",
+        type=Path,
+        default=None,
+        help="extra alias,ticker CSV (default: FINPULSE_ALIASES_FILE)",
+    )
+    link.add_argument(
+        "--max",
+        type=positive_int,
+        default=None,
+        help="at most this many companies per text (default: FINPULSE_MAX_TICKERS)",
+    )
     link.set_defaults(handler=_run)

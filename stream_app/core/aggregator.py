@@ -312,9 +312,7 @@ class Aggregator:
         seen_before = snap.seen
         seen: dict[str, SeenEntry] = {}
         index = (
-            StoryIndex.working(snap.stories, window_ms=self.novelty_ms)
-            if self.novelty_ms
-            else None
+            StoryIndex.working(snap.stories, window_ms=self.novelty_ms) if self.novelty_ms else None
         )
         is_story_entity = snap.entity == STORY_ENTITY
         fired: list[_Fired] = []

@@ -106,8 +106,11 @@ def entities_for(
     if links is None:
         out = [f"ticker:{t}" for t in item.tickers]
     else:
-        out = [f"ticker:{lk.ticker}" for lk in links
-               if lk.via != "name" or lk.relevance >= min_relevance]
+        out = [
+            f"ticker:{lk.ticker}"
+            for lk in links
+            if lk.via != "name" or lk.relevance >= min_relevance
+        ]
     slug = topic_slug(topic)
     if slug:
         out.append(f"topic:{slug}")

@@ -70,76 +70,362 @@ _ARTICLES: Final = frozenset({"the", "a", "an", "this", "that", "its", "their", 
 # Words that may follow a common-word name in a capitalised run and still mean the company
 # ("Apple Stock", "Target CEO"); any other capitalised follower makes it part of a longer
 # name ("Apple Bank", "Southern California"), unless the whole text is Title Case.
-_CONTINUATION: Final = frozenset({
-    "stock", "stocks", "shares", "share", "inc", "corp", "co", "plc", "ceo", "cfo", "coo",
-    "chief", "earnings", "results", "sales", "revenue", "revenues", "profit", "q1", "q2",
-    "q3", "q4", "quarter", "quarterly", "guidance", "outlook", "dividend", "investors",
-    "shareholders", "board", "store", "stores", "pay", "watch", "tv", "music", "iphone",
-    "ipad", "mac", "vs", "vs.", "and", "or", "to", "is", "was", "will", "has", "had", "says",
-    "said", "stake", "deal", "bid", "prime", "aws", "card", "cards", "workers", "employees",
-})
+_CONTINUATION: Final = frozenset(
+    {
+        "stock",
+        "stocks",
+        "shares",
+        "share",
+        "inc",
+        "corp",
+        "co",
+        "plc",
+        "ceo",
+        "cfo",
+        "coo",
+        "chief",
+        "earnings",
+        "results",
+        "sales",
+        "revenue",
+        "revenues",
+        "profit",
+        "q1",
+        "q2",
+        "q3",
+        "q4",
+        "quarter",
+        "quarterly",
+        "guidance",
+        "outlook",
+        "dividend",
+        "investors",
+        "shareholders",
+        "board",
+        "store",
+        "stores",
+        "pay",
+        "watch",
+        "tv",
+        "music",
+        "iphone",
+        "ipad",
+        "mac",
+        "vs",
+        "vs.",
+        "and",
+        "or",
+        "to",
+        "is",
+        "was",
+        "will",
+        "has",
+        "had",
+        "says",
+        "said",
+        "stake",
+        "deal",
+        "bid",
+        "prime",
+        "aws",
+        "card",
+        "cards",
+        "workers",
+        "employees",
+    }
+)
 # Followers that turn a common word into another organisation or place, even in Title Case.
-_NAME_NOUNS: Final = frozenset({
-    "bank", "banks", "capital", "partners", "fund", "funds", "trust", "airlines", "airways",
-    "pictures", "studios", "records", "hospitality", "realty", "properties", "university",
-    "college", "school", "hospital", "county", "city", "state", "district", "river",
-    "valley", "island", "islands", "street", "road", "park", "companies", "basin",
-    "rainforest", "forest", "hemisphere", "coast", "corridor",
-    # industry words that make a different company's name ("Delta Apparel", "Target
-    # Hospitality", "Southern Copper")
-    "apparel", "energy", "resources", "financial", "holdings", "group", "systems",
-    "technologies", "pharmaceuticals", "therapeutics", "industries", "foods", "brands",
-    "motors", "media", "networks", "software", "solutions", "services", "insurance",
-    "health", "healthcare", "gaming", "mining", "minerals", "metals", "copper", "oil",
-    "petroleum", "labs", "laboratories", "biosciences", "sciences", "semiconductor",
-    "electric", "power", "communications", "international", "global", "bancorp",
-    "logistics", "ventures", "investments", "acquisition", "cars", "motor", "tribe",
-})
+_NAME_NOUNS: Final = frozenset(
+    {
+        "bank",
+        "banks",
+        "capital",
+        "partners",
+        "fund",
+        "funds",
+        "trust",
+        "airlines",
+        "airways",
+        "pictures",
+        "studios",
+        "records",
+        "hospitality",
+        "realty",
+        "properties",
+        "university",
+        "college",
+        "school",
+        "hospital",
+        "county",
+        "city",
+        "state",
+        "district",
+        "river",
+        "valley",
+        "island",
+        "islands",
+        "street",
+        "road",
+        "park",
+        "companies",
+        "basin",
+        "rainforest",
+        "forest",
+        "hemisphere",
+        "coast",
+        "corridor",
+        # industry words that make a different company's name ("Delta Apparel", "Target
+        # Hospitality", "Southern Copper")
+        "apparel",
+        "energy",
+        "resources",
+        "financial",
+        "holdings",
+        "group",
+        "systems",
+        "technologies",
+        "pharmaceuticals",
+        "therapeutics",
+        "industries",
+        "foods",
+        "brands",
+        "motors",
+        "media",
+        "networks",
+        "software",
+        "solutions",
+        "services",
+        "insurance",
+        "health",
+        "healthcare",
+        "gaming",
+        "mining",
+        "minerals",
+        "metals",
+        "copper",
+        "oil",
+        "petroleum",
+        "labs",
+        "laboratories",
+        "biosciences",
+        "sciences",
+        "semiconductor",
+        "electric",
+        "power",
+        "communications",
+        "international",
+        "global",
+        "bancorp",
+        "logistics",
+        "ventures",
+        "investments",
+        "acquisition",
+        "cars",
+        "motor",
+        "tribe",
+    }
+)
 # Neighbours that make a mention someone else's story: "former Goldman CEO", "ex-Amazon",
 # "SoftBank-backed AI Medical Service".
 _FORMER: Final = re.compile(r"(?:^|[\s\-])(?:[Ff]ormer|FORMER|[Ee]x)[\s\-]+$")
 _NOT_ABOUT_AFTER: Final = re.compile(
-    r"(?:'s|’s)?\s+(?:co-?founder|founder|alum(?:ni|nus)?|veterans?)\b", re.IGNORECASE)
+    r"(?:'s|’s)?\s+(?:co-?founder|founder|alum(?:ni|nus)?|veterans?)\b", re.IGNORECASE
+)
 _NOT_ABOUT_SUFFIX: Final = ("-backed", "-funded", "-based")
-_BROKER_STRONG_AFTER: Final = frozenset({
-    "upgrades", "downgrades", "upgraded", "downgraded", "initiates", "initiated",
-    "reiterates", "reiterated", "assumes", "resumes", "says", "said", "sees", "expects",
-    "likes", "prefers", "recommends", "picks", "analyst", "analysts", "strategist",
-    "strategists", "economist", "economists", "research", "rates", "rating", "ratings",
-    "calls", "bullish", "bearish", "predicts", "forecasts", "thinks", "believes", "turns",
-    "starts", "warms", "sours", "bear", "bull", "call", "note", "view",
-    # data vendors as the source of a number ("FactSet consensus $1.21")
-    "consensus", "estimate", "estimates", "survey", "poll", "data",
-})
-_BROKER_WEAK_AFTER: Final = frozenset({
-    "cuts", "raises", "lifts", "lowers", "trims", "boosts", "hikes", "bumps", "slashes",
-    "upgrade", "downgrade", "moves", "takes", "adds", "names", "puts", "keeps", "tells",
-})
-_RATING_WORDS: Final = frozenset({
-    "buy", "sell", "hold", "neutral", "overweight", "underweight", "outperform",
-    "underperform", "equal-weight", "equalweight", "target", "pt", "rating", "estimates",
-})
-_RATING_BEFORE: Final = frozenset({
-    "buy", "sell", "hold", "neutral", "overweight", "underweight", "outperform",
-    "underperform", "equal-weight", "perform",
-    "upgraded", "downgraded", "cut", "raised", "initiated", "reiterated", "lowered",
-    "lifted", "trimmed", "boosted", "rated", "started", "resumed", "hiked", "upgrade",
-    "downgrade", "upgrades", "downgrades", "target", "targets",
-})
+_BROKER_STRONG_AFTER: Final = frozenset(
+    {
+        "upgrades",
+        "downgrades",
+        "upgraded",
+        "downgraded",
+        "initiates",
+        "initiated",
+        "reiterates",
+        "reiterated",
+        "assumes",
+        "resumes",
+        "says",
+        "said",
+        "sees",
+        "expects",
+        "likes",
+        "prefers",
+        "recommends",
+        "picks",
+        "analyst",
+        "analysts",
+        "strategist",
+        "strategists",
+        "economist",
+        "economists",
+        "research",
+        "rates",
+        "rating",
+        "ratings",
+        "calls",
+        "bullish",
+        "bearish",
+        "predicts",
+        "forecasts",
+        "thinks",
+        "believes",
+        "turns",
+        "starts",
+        "warms",
+        "sours",
+        "bear",
+        "bull",
+        "call",
+        "note",
+        "view",
+        # data vendors as the source of a number ("FactSet consensus $1.21")
+        "consensus",
+        "estimate",
+        "estimates",
+        "survey",
+        "poll",
+        "data",
+    }
+)
+_BROKER_WEAK_AFTER: Final = frozenset(
+    {
+        "cuts",
+        "raises",
+        "lifts",
+        "lowers",
+        "trims",
+        "boosts",
+        "hikes",
+        "bumps",
+        "slashes",
+        "upgrade",
+        "downgrade",
+        "moves",
+        "takes",
+        "adds",
+        "names",
+        "puts",
+        "keeps",
+        "tells",
+    }
+)
+_RATING_WORDS: Final = frozenset(
+    {
+        "buy",
+        "sell",
+        "hold",
+        "neutral",
+        "overweight",
+        "underweight",
+        "outperform",
+        "underperform",
+        "equal-weight",
+        "equalweight",
+        "target",
+        "pt",
+        "rating",
+        "estimates",
+    }
+)
+_RATING_BEFORE: Final = frozenset(
+    {
+        "buy",
+        "sell",
+        "hold",
+        "neutral",
+        "overweight",
+        "underweight",
+        "outperform",
+        "underperform",
+        "equal-weight",
+        "perform",
+        "upgraded",
+        "downgraded",
+        "cut",
+        "raised",
+        "initiated",
+        "reiterated",
+        "lowered",
+        "lifted",
+        "trimmed",
+        "boosted",
+        "rated",
+        "started",
+        "resumed",
+        "hiked",
+        "upgrade",
+        "downgrade",
+        "upgrades",
+        "downgrades",
+        "target",
+        "targets",
+    }
+)
 _NOT_ASCII_LETTER: Final = re.compile(r"[^A-Za-z]+")
 _NOT_ASCII_UPPER: Final = re.compile(r"[^A-Z]+")
 _LONG_WORD: Final = re.compile(r"[A-Za-z][A-Za-z'’]{3,}")
 _LINK_LABEL: Final = re.compile(r":\s*(?:https?://|$)")
 # Capitalised words in a Title Case headline that do not make the next word part of a name
 # ("Why Profits From Amazon's Cloud", "Should You Buy Target").
-_FUNCTION_WORDS: Final = frozenset({
-    "from", "for", "on", "in", "at", "of", "to", "with", "by", "and", "or", "as", "over",
-    "vs", "about", "after", "before", "why", "how", "what", "when", "is", "are", "was",
-    "will", "can", "could", "should", "would", "buy", "sell", "hold", "into", "than",
-    "like", "beats", "tops", "sues", "joins", "says", "sees", "hits", "but", "not", "new",
-    "behind", "between", "against", "amid", "near", "under", "ahead", "owner", "rival",
-})
-_CLAUSE_PUNCT: Final = frozenset(",;:!?|\"“”()–—-/")
+_FUNCTION_WORDS: Final = frozenset(
+    {
+        "from",
+        "for",
+        "on",
+        "in",
+        "at",
+        "of",
+        "to",
+        "with",
+        "by",
+        "and",
+        "or",
+        "as",
+        "over",
+        "vs",
+        "about",
+        "after",
+        "before",
+        "why",
+        "how",
+        "what",
+        "when",
+        "is",
+        "are",
+        "was",
+        "will",
+        "can",
+        "could",
+        "should",
+        "would",
+        "buy",
+        "sell",
+        "hold",
+        "into",
+        "than",
+        "like",
+        "beats",
+        "tops",
+        "sues",
+        "joins",
+        "says",
+        "sees",
+        "hits",
+        "but",
+        "not",
+        "new",
+        "behind",
+        "between",
+        "against",
+        "amid",
+        "near",
+        "under",
+        "ahead",
+        "owner",
+        "rival",
+    }
+)
+_CLAUSE_PUNCT: Final = frozenset(',;:!?|"“”()–—-/')
 
 Via = Literal["field", "cashtag", "name"]
 RuleKind = Literal["never", "common", "not_before", "not_after", "broker"]
@@ -225,7 +511,8 @@ def _check_pair(path: Path, lineno: int, cells: list[str]) -> tuple[str, str]:
         raise AliasFileError(f"{path}:{lineno}: alias {alias[:40]!r} has no letter or digit")
     if not _TICKER.match(ticker):
         raise AliasFileError(
-            f"{path}:{lineno}: ticker {cells[1][:20]!r} does not match {_TICKER.pattern}")
+            f"{path}:{lineno}: ticker {cells[1][:20]!r} does not match {_TICKER.pattern}"
+        )
     return alias, ticker
 
 
@@ -260,8 +547,9 @@ def read_rules(path: Path) -> list[AliasRule]:
             continue
         if len(cells) < 2 or cells[1].strip() not in kinds:
             raise AliasFileError(f"{path}:{lineno}: expected alias,rule,words with rule in {kinds}")
-        words = frozenset(w.strip().lower() for w in (cells[2] if len(cells) > 2 else "").split("|")
-                          if w.strip())
+        words = frozenset(
+            w.strip().lower() for w in (cells[2] if len(cells) > 2 else "").split("|") if w.strip()
+        )
         kind: RuleKind = cells[1].strip()  # type: ignore[assignment]  # checked just above
         out.append(AliasRule(cells[0].strip(), kind, words))
     return out
@@ -392,8 +680,10 @@ class CompanyLinker:
         if not first:
             return []
         n = len(first)
-        out = [NameLink(t, span, relevance(span[0], n_text, mentions[t], n), "name", mentions[t])
-               for t, span in first.items()]
+        out = [
+            NameLink(t, span, relevance(span[0], n_text, mentions[t], n), "name", mentions[t])
+            for t, span in first.items()
+        ]
         out.sort(key=_by_relevance)
         return out
 
@@ -430,8 +720,10 @@ def merge_links(
         if link.ticker not in merged and len(merged) < max_links:
             merged[link.ticker] = ("name", link.span, link.mentions)
     n = len(merged)
-    return [NameLink(t, span, relevance(span[0] if span else None, text_len, m, n), via, m)
-            for t, (via, span, m) in merged.items()]
+    return [
+        NameLink(t, span, relevance(span[0] if span else None, text_len, m, n), via, m)
+        for t, (via, span, m) in merged.items()
+    ]
 
 
 def _variants(alias: str) -> Iterator[str]:
@@ -472,7 +764,7 @@ def _text_shape(text: str) -> tuple[bool, bool]:
 def _prev_word(text: str, start: int) -> tuple[str, bool]:
     """The word right before ``start`` (only spaces between; '' after punctuation) and
     whether that word opens a sentence (text start or after ``.!?:|``)."""
-    head = text[max(0, start - 60):start]
+    head = text[max(0, start - 60) : start]
     stripped = head.rstrip(" ")
     if not stripped or stripped[-1] in _CLAUSE_PUNCT or (len(stripped) == len(head) and head):
         return "", True
@@ -484,7 +776,7 @@ def _prev_word(text: str, start: int) -> tuple[str, bool]:
 
 def _next_words(text: str, end: int, n: int = 2) -> list[str]:
     """Up to ``n`` words after ``end`` in the same clause (a possessive 's is skipped)."""
-    rest = text[end:end + 60]
+    rest = text[end : end + 60]
     if rest.startswith(("'s", "’s")):
         rest = rest[2:]
     elif rest.startswith(("'", "’")):
@@ -502,8 +794,9 @@ def _next_words(text: str, end: int, n: int = 2) -> list[str]:
     return out
 
 
-def _context_ok(entry: _Entry, text: str, start: int, end: int, shouting: bool,
-                title: bool) -> bool:
+def _context_ok(
+    entry: _Entry, text: str, start: int, end: int, shouting: bool, title: bool
+) -> bool:
     nxt = _next_words(text, end, 1)
     nxt0 = nxt[0] if nxt else ""
     nxt_low = nxt0.lower()
@@ -519,7 +812,7 @@ def _context_ok(entry: _Entry, text: str, start: int, end: int, shouting: bool,
         return False
     if prev_low in _ARTICLES:
         return False
-    if (start > 0 and text[start - 1] == "-") or text[end:end + 1] == "-":
+    if (start > 0 and text[start - 1] == "-") or text[end : end + 1] == "-":
         return False
     if nxt_low in _NAME_NOUNS:
         return False
@@ -533,7 +826,7 @@ def _context_ok(entry: _Entry, text: str, start: int, end: int, shouting: bool,
 def _someone_else(text: str, start: int, end: int) -> bool:
     """True for "former Goldman CEO", "ex-Amazon", "SoftBank-backed ...", "Facebook
     co-founder": the story is about a person or another company, the name describes them."""
-    if text[end:end + 1] == "-" and text[end:end + 16].lower().startswith(_NOT_ABOUT_SUFFIX):
+    if text[end : end + 1] == "-" and text[end : end + 16].lower().startswith(_NOT_ABOUT_SUFFIX):
         return True
     if _FORMER.search(text, max(0, start - 12), start):
         return True
@@ -543,11 +836,15 @@ def _someone_else(text: str, start: int, end: int) -> bool:
 def _analyst_source(text: str, start: int, end: int) -> bool:
     """True when a bank named at ``[start, end)`` is the source of a research view."""
     words = _next_words(text, end, 3)
-    if (text[end:end + 1] in ("’", "'") and len(words) >= 1 and words[0][:1].isupper()
-            and words[0].lower() not in _BROKER_STRONG_AFTER):
+    if (
+        text[end : end + 1] in ("’", "'")
+        and len(words) >= 1
+        and words[0][:1].isupper()
+        and words[0].lower() not in _BROKER_STRONG_AFTER
+    ):
         # "Morgan Stanley's Jonas trims ...", "Goldman Sachs' Waldron: Fed is ...": a person
         # at the bank; what follows them decides.
-        if text[end:end + 80].split(None, 2)[1:2] and words[0].endswith(":"):
+        if text[end : end + 80].split(None, 2)[1:2] and words[0].endswith(":"):
             return True
         rest = text[end:].split(":", 1)
         if len(rest) == 2 and len(rest[0].split()) <= 3:
@@ -557,15 +854,15 @@ def _analyst_source(text: str, start: int, end: int) -> bool:
     if after and after[0] in _BROKER_STRONG_AFTER:
         return True
     if after and after[0] in _BROKER_WEAK_AFTER:
-        tail = text[end:end + 80].lower()
+        tail = text[end : end + 80].lower()
         return any(w in _RATING_WORDS for w in re.findall(r"[a-z\-]+", tail))
     prev, _ = _prev_word(text, start)
     prev_low = prev.lower()
     if prev_low in ("per", "via"):
         return True
-    if prev_low == "to" and text[max(0, start - 16):start].lower().endswith("according to "):
+    if prev_low == "to" and text[max(0, start - 16) : start].lower().endswith("according to "):
         return True
     if prev_low in ("at", "by", "from"):
-        head = text[max(0, start - 60):start].lower().split()[-7:-1]
+        head = text[max(0, start - 60) : start].lower().split()[-7:-1]
         return any(w.strip(",.") in _RATING_BEFORE for w in head)
     return False

@@ -107,16 +107,18 @@ class Scorer:
 
     def _scored(self, item: NewsItem, p: Any, now: datetime) -> ScoredNews:
         probs = {str(k): float(v) for k, v in dict(p.sentiment_probs).items()}
-        if p.sentiment not in SENTIMENT_LABELS or not all(
-            math.isfinite(v) for v in probs.values()
-        ):
+        if p.sentiment not in SENTIMENT_LABELS or not all(math.isfinite(v) for v in probs.values()):
             raise _Unusable(f"unusable prediction: sentiment={p.sentiment!r} probs={probs}")
         links = item_links(item, self.linker, self.max_links)
         # Plain dicts: pydantic-core validates them faster than model_construct builds
         # EntityLink objects in Python (measured; this is the hot path).
         wire_links: list[Any] = [
-            {"entity": f"ticker:{lk.ticker}", "via": lk.via, "span": lk.span,
-             "relevance": lk.relevance}
+            {
+                "entity": f"ticker:{lk.ticker}",
+                "via": lk.via,
+                "span": lk.span,
+                "relevance": lk.relevance,
+            }
             for lk in links
         ]
         try:

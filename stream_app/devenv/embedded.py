@@ -60,8 +60,12 @@ class Service:
     def start(self, timeout: float = 20.0) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
-            env=self.env, start_new_session=True,
+            self.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            env=self.env,
+            start_new_session=True,
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -70,8 +74,9 @@ class Service:
                 raise EmbeddedServiceError(
                     f"{self.name} exited with code {self.proc.returncode}; log: {self.log_path}"
                 )
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.2
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
             ):
                 return
             time.sleep(0.05)
@@ -159,9 +164,23 @@ def start_redis(
     port = port or free_port()
     wd = _workdir(workdir, "redis")
     argv = [
-        redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(wd),
-        "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
-        "--protected-mode", "yes", "--daemonize", "no",
+        redis_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(wd),
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--protected-mode",
+        "yes",
+        "--daemonize",
+        "no",
     ]
     if password:
         argv += ["--requirepass", password]

@@ -191,8 +191,10 @@ def _news_watch(app: faust.App, topic: str) -> tuple[Any, Any]:
         if high is None:
             return False
         read = getattr(consumer, "_read_offset", {}).get(tp)
-        position = read + 1 if read is not None else (
-            getattr(consumer, "_committed_offset", {}).get(tp) or 0
+        position = (
+            read + 1
+            if read is not None
+            else (getattr(consumer, "_committed_offset", {}).get(tp) or 0)
         )
         return int(position) >= int(high)
 

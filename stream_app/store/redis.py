@@ -283,10 +283,7 @@ class RedisWindowStore:
                 for order, items in orders.items()
                 if items
             ],
-            "a": [
-                [r.alert_id, _dumps(r.data), r.event_ms]
-                for r in c.alerts
-            ],
+            "a": [[r.alert_id, _dumps(r.data), r.event_ms] for r in c.alerts],
             "akeep": ALERTS_KEPT,
             "h": [_dumps(h) for h in c.headlines],
             "hkeep": HEADLINES_KEPT,

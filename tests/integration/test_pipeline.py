@@ -239,9 +239,11 @@ async def test_negative_burst_fires_one_alert_then_resolves(
     raw = await collect(
         s,
         s.topic_alerts,
-        lambda v: (b := burst_states(v))[:1] == ["firing"]
-        and b[-1:] == ["resolved"]
-        and set(b[1:-1]) <= {"escalated"},
+        lambda v: (
+            (b := burst_states(v))[:1] == ["firing"]
+            and b[-1:] == ["resolved"]
+            and set(b[1:-1]) <= {"escalated"}
+        ),
         within=120,
         settle=2.0,
     )

@@ -99,14 +99,16 @@ def test_invalid_entities(name: str) -> None:
 
 # --- links with provenance (issue 10) ---------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def linker() -> CompanyLinker:
     return load_linker(Settings())
 
 
 def _news(headline: str, tickers: list[str] | None = None, body: str | None = None) -> NewsItem:
-    return NewsItem(id="1", headline=headline, body=body, tickers=tickers or [],
-                    published_at=1_700_000_000_000)
+    return NewsItem(
+        id="1", headline=headline, body=body, tickers=tickers or [], published_at=1_700_000_000_000
+    )
 
 
 def test_cashtag_spans_point_at_the_cashtag() -> None:
@@ -117,15 +119,18 @@ def test_cashtag_spans_point_at_the_cashtag() -> None:
 
 
 def test_links_keep_precedence_and_say_where_each_came_from(linker: CompanyLinker) -> None:
-    item = _news("$AAPL slips as Tesla and Ford recall cars", tickers=["GM", "AAPL", "F", "NVDA"],
-                 body="Analysts also mention $NVDA.")
+    item = _news(
+        "$AAPL slips as Tesla and Ford recall cars",
+        tickers=["GM", "AAPL", "F", "NVDA"],
+        body="Analysts also mention $NVDA.",
+    )
     got = [(lk.ticker, lk.via, lk.span) for lk in item_links(item, linker, max_links=32)]
     assert got == [
-        ("GM", "field", None),            # the producer said so, the text does not
-        ("AAPL", "cashtag", (0, 5)),      # cashtagged in the headline
-        ("F", "field", None),             # a field ticker named in the text stays a field one
-        ("NVDA", "cashtag", None),        # cashtagged only in the body
-        ("TSLA", "name", (15, 20)),       # found by name, after the explicit ones
+        ("GM", "field", None),  # the producer said so, the text does not
+        ("AAPL", "cashtag", (0, 5)),  # cashtagged in the headline
+        ("F", "field", None),  # a field ticker named in the text stays a field one
+        ("NVDA", "cashtag", None),  # cashtagged only in the body
+        ("TSLA", "name", (15, 20)),  # found by name, after the explicit ones
     ]
 
 
@@ -140,11 +145,16 @@ def test_links_are_bounded_and_relevance_orders_names(linker: CompanyLinker) -> 
 
 
 def test_min_relevance_drops_passing_name_mentions_only(linker: CompanyLinker) -> None:
-    item = _news("Nvidia jumps after earnings beat, lifting peers such as Intel and AMD",
-                 tickers=["QCOM"])
+    item = _news(
+        "Nvidia jumps after earnings beat, lifting peers such as Intel and AMD", tickers=["QCOM"]
+    )
     links = item_links(item, linker, max_links=32)
     assert [lk.ticker for lk in links] == ["QCOM", "NVDA", "INTC", "AMD"]
     assert entities_for(item, "Earnings", links)[:4] == [
-        "ticker:QCOM", "ticker:NVDA", "ticker:INTC", "ticker:AMD"]
+        "ticker:QCOM",
+        "ticker:NVDA",
+        "ticker:INTC",
+        "ticker:AMD",
+    ]
     strict = entities_for(item, "Earnings", links, min_relevance=0.45)
     assert strict == ["ticker:QCOM", "ticker:NVDA", "topic:earnings", "market"]

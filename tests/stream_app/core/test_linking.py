@@ -33,24 +33,31 @@ def tickers(linker: CompanyLinker, text: str) -> list[str]:
 
 def written(text: str, link: NameLink) -> str:
     assert link.span is not None
-    return text[link.span[0]:link.span[1]]
+    return text[link.span[0] : link.span[1]]
 
 
 @pytest.fixture(scope="module")
 def packaged() -> CompanyLinker:
-    return CompanyLinker.from_files(
-        TABLE, OVERRIDES, STOPLIST)
+    return CompanyLinker.from_files(TABLE, OVERRIDES, STOPLIST)
 
 
 @pytest.fixture
 def small() -> CompanyLinker:
     return CompanyLinker.from_rows(
-        [("Apple", "AAPL", True), ("Apple Hospitality", "APLE", False),
-         ("Tesla", "TSLA", False), ("GE", "GE", False), ("Bank of America", "BAC", False),
-         ("Target", "TGT", True), ("Goldman Sachs", "GS", False)],
-        rules=[AliasRule("Target", "not_after", frozenset({"price"})),
-               AliasRule("Target", "not_before", frozenset({"price"})),
-               AliasRule("Goldman Sachs", "broker")],
+        [
+            ("Apple", "AAPL", True),
+            ("Apple Hospitality", "APLE", False),
+            ("Tesla", "TSLA", False),
+            ("GE", "GE", False),
+            ("Bank of America", "BAC", False),
+            ("Target", "TGT", True),
+            ("Goldman Sachs", "GS", False),
+        ],
+        rules=[
+            AliasRule("Target", "not_after", frozenset({"price"})),
+            AliasRule("Target", "not_before", frozenset({"price"})),
+            AliasRule("Goldman Sachs", "broker"),
+        ],
     )
 
 
@@ -113,8 +120,9 @@ def test_stoplist_and_common_word_context(packaged: CompanyLinker) -> None:
 def test_broker_as_source_is_not_a_link(small: CompanyLinker, packaged: CompanyLinker) -> None:
     assert tickers(small, "Goldman Sachs upgrades Tesla to buy") == ["TSLA"]
     assert tickers(small, "Goldman Sachs to cut 3,200 jobs") == ["GS"]
-    assert tickers(packaged, "Rio Tinto downgraded to neutral from overweight at J.P. Morgan") \
-        == ["RIO"]
+    assert tickers(packaged, "Rio Tinto downgraded to neutral from overweight at J.P. Morgan") == [
+        "RIO"
+    ]
     assert tickers(packaged, "Buy Las Vegas Sands as travel builds, Wells Fargo says") == ["LVS"]
     assert tickers(packaged, "Wells Fargo misses analysts' earnings estimates") == ["WFC"]
 
@@ -158,8 +166,7 @@ def test_output_is_bounded_for_pathological_input(packaged: CompanyLinker) -> No
 def test_user_aliases_add_and_override(tmp_path: Path) -> None:
     user = tmp_path / "desk.csv"
     user.write_text("alias,ticker\n# our names\nTesla,TSLQ\nAcme Widgets,$acme\n", encoding="utf-8")
-    linker = CompanyLinker.from_files(
-        TABLE, OVERRIDES, STOPLIST, user)
+    linker = CompanyLinker.from_files(TABLE, OVERRIDES, STOPLIST, user)
     assert tickers(linker, "Acme Widgets and Tesla report") == ["ACME", "TSLQ"]
 
 
@@ -175,7 +182,10 @@ def test_user_aliases_add_and_override(tmp_path: Path) -> None:
     ],
 )
 def test_bad_user_alias_row_names_file_and_line(
-    tmp_path: Path, content: str, line: int, message: str,
+    tmp_path: Path,
+    content: str,
+    line: int,
+    message: str,
 ) -> None:
     path = tmp_path / "aliases.csv"
     path.write_text(content, encoding="utf-8")
@@ -222,10 +232,14 @@ def test_merge_keeps_explicit_precedence_and_bounds(packaged: CompanyLinker) -> 
     text = "$TSLA Tesla and Ford recall cars"
     names = packaged.link(text)
     assert [lk.ticker for lk in names] == ["TSLA", "F"]
-    merged = merge_links([("TSLA", "cashtag", (0, 5)), ("GM", "field", None)], names,
-                         len(text), max_links=3)
+    merged = merge_links(
+        [("TSLA", "cashtag", (0, 5)), ("GM", "field", None)], names, len(text), max_links=3
+    )
     assert [(lk.ticker, lk.via, lk.span) for lk in merged] == [
-        ("TSLA", "cashtag", (0, 5)), ("GM", "field", None), ("F", "name", (16, 20))]
-    assert merged[1].relevance == round(1 / 3 ** 0.5, 4)  # a field ticker is a subject
+        ("TSLA", "cashtag", (0, 5)),
+        ("GM", "field", None),
+        ("F", "name", (16, 20)),
+    ]
+    assert merged[1].relevance == round(1 / 3**0.5, 4)  # a field ticker is a subject
     assert merged[2].relevance < merged[0].relevance
     assert len(merge_links([], names, len(text), max_links=1)) == 1

@@ -122,8 +122,10 @@ def test_scored_news_carries_links_and_entity_events_their_relevance() -> None:
     scorer = Scorer(FakePredictor(), clock=lambda: NOW, linker=linker, max_links=32)
     (s,) = scorer.score([item.model_copy(update={"tickers": ["GM"]})]).scored
     assert [(lk.entity, lk.via, lk.span) for lk in s.links] == [
-        ("ticker:GM", "cashtag", (0, 3)), ("ticker:TSLA", "name", (tesla, tesla + 5)),
-        ("ticker:F", "name", (ford, ford + 4))]
+        ("ticker:GM", "cashtag", (0, 3)),
+        ("ticker:TSLA", "name", (tesla, tesla + 5)),
+        ("ticker:F", "name", (ford, ford + 4)),
+    ]
     assert s.entities == ["ticker:GM", "ticker:TSLA", "ticker:F", "topic:earnings", "market"]
     # The wire form round-trips (spans as JSON arrays) and validates.
     assert ScoredNews.model_validate_json(s.model_dump_json()) == s
@@ -135,8 +137,11 @@ def test_scored_news_carries_links_and_entity_events_their_relevance() -> None:
 
 def test_min_relevance_keeps_the_link_but_not_the_entity() -> None:
     linker = load_linker(Settings())
-    item = NewsItem(id="n1", headline="Nvidia jumps after earnings, lifting peers such as Intel",
-                    published_at=1_700_000_000_000)
+    item = NewsItem(
+        id="n1",
+        headline="Nvidia jumps after earnings, lifting peers such as Intel",
+        published_at=1_700_000_000_000,
+    )
     scorer = Scorer(FakePredictor(), clock=lambda: NOW, linker=linker, min_relevance=0.5)
     (s,) = scorer.score([item]).scored
     assert [lk.entity for lk in s.links] == ["ticker:NVDA", "ticker:INTC"]
