@@ -309,7 +309,7 @@ _BROKER_WEAK_AFTER: Final = frozenset(
         "tells",
     }
 )
-_RATING_WORDS: Final = frozenset(
+_RATING_GRADES: Final = frozenset(
     {
         "buy",
         "sell",
@@ -320,6 +320,10 @@ _RATING_WORDS: Final = frozenset(
         "outperform",
         "underperform",
         "equal-weight",
+    }
+)
+_RATING_WORDS: Final = _RATING_GRADES | frozenset(
+    {
         "equalweight",
         "target",
         "pt",
@@ -327,17 +331,8 @@ _RATING_WORDS: Final = frozenset(
         "estimates",
     }
 )
-_RATING_BEFORE: Final = frozenset(
+_RATING_BEFORE: Final = _RATING_GRADES | frozenset(
     {
-        "buy",
-        "sell",
-        "hold",
-        "neutral",
-        "overweight",
-        "underweight",
-        "outperform",
-        "underperform",
-        "equal-weight",
         "perform",
         "upgraded",
         "downgraded",
