@@ -18,8 +18,9 @@ def start_worker(
 ) -> Iterator[Any]:
     workers: list[WorkerProcess] = []
 
-    def start(**extra: str | int | float) -> WorkerProcess:
-        env = worker_env(broker, redis_server, tiny_model_dir, unique, **extra)
+    def start(model_dir: Path | None = None, **extra: str | int | float) -> WorkerProcess:
+        """A worker on ``model_dir`` (default: the tiny test model) with ``extra`` settings."""
+        env = worker_env(broker, redis_server, model_dir or tiny_model_dir, unique, **extra)
         w = WorkerProcess(env, tmp_path / f"worker-{len(workers)}.log")
         workers.append(w)
         w.start()

@@ -9,7 +9,6 @@ import json
 import os
 import random
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,33 +16,14 @@ from typing import Any
 import pytest
 
 from models.checkpoint import read_manifest
-from stream_app.devenv.embedded import Service
 from stream_app.schemas import Alert, ScoredNews
 from tests.support.tiny_model import make_tiny_model_dir
-from tests.support.worker_proc import WorkerProcess, collect, http_get, produce, worker_env
+from tests.support.worker_proc import collect, http_get, produce
 from training.data import load_split
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
 T0 = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
-
-
-@pytest.fixture
-def workers(broker: Service, redis_server: Service, unique: str, tmp_path: Path) -> Iterator[Any]:
-    started: list[WorkerProcess] = []
-
-    def start(model_dir: Path, **extra: str | int | float) -> WorkerProcess:
-        w = WorkerProcess(
-            worker_env(broker, redis_server, model_dir, unique, **extra),
-            tmp_path / f"worker-{len(started)}.log",
-        )
-        started.append(w)
-        w.start()
-        return w
-
-    yield start
-    for w in started:
-        w.stop()
 
 
 def _news(ids: range, texts: list[str]) -> list[bytes]:
@@ -69,14 +49,14 @@ def _metric(text: str, name: str, **labels: str) -> float:
 
 
 async def test_a_shifted_feed_fires_a_drift_alert_that_resolves_when_it_returns(
-    workers: Any, tmp_path: Path
+    start_worker: Any, tmp_path: Path
 ) -> None:
     # The reference is what this model says on 400 real validation headlines; the feed
     # sends those 400, then 400 texts of one odd kind, then the 400 again.
     pool = sorted(random.Random(5).sample(list(load_split("sentiment", "valid").texts), 400))
     model = make_tiny_model_dir(tmp_path / "model", reference_texts=pool)
     odd = [f"zzqx {i % 7} zzqx zzqx" for i in range(400)]
-    w = workers(
+    w = start_worker(
         model,
         topic_partitions=1,  # one partition: records are scored in the order they were sent
         drift_psi=0.2,
@@ -135,7 +115,9 @@ def _point(link: Path, target: Path) -> None:
     os.replace(tmp, link)
 
 
-async def test_roll_forward_and_back_by_symlink_and_restart(workers: Any, tmp_path: Path) -> None:
+async def test_roll_forward_and_back_by_symlink_and_restart(
+    start_worker: Any, tmp_path: Path
+) -> None:
     models = tmp_path / "models"
     old = make_tiny_model_dir(models / "v1", seed=0)
     new = make_tiny_model_dir(models / "v2", seed=1)
@@ -144,7 +126,7 @@ async def test_roll_forward_and_back_by_symlink_and_restart(workers: Any, tmp_pa
     link = tmp_path / "model"
     _point(link, old)
 
-    w = workers(link)
+    w = start_worker(link)
     s = w.settings
     seen: dict[str, str] = {}
 

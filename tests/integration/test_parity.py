@@ -79,12 +79,7 @@ def _build_feed(path: Path, neg: list[str], other: list[str]) -> int:
 async def _collect_alerts(settings: Settings, want: int) -> list[Alert]:
     """Every distinct alert of the alert topic once ``want`` arrived, then a settle period
     more, so an extra alert is seen (and fails the comparison); raises on timeout."""
-    from tests.support.worker_proc import collect
-
-    def feed_alerts(values: list[bytes]) -> list[Alert]:
-        # model_drift is processing-time model monitoring: no backtest has it
-        alerts = (Alert.model_validate_json(v) for v in values)
-        return [a for a in alerts if a.kind != "model_drift"]
+    from tests.support.worker_proc import collect, feed_alerts
 
     raw = await collect(settings, settings.topic_alerts,
                         lambda v: len({a.alert_id for a in feed_alerts(v)}) >= want,

@@ -23,6 +23,7 @@ from tests.support.worker_proc import (
     collect,
     http_get,
     http_json,
+    metric_sum,
     produce,
     split_by_model,
 )
@@ -60,14 +61,6 @@ def _wait(condition: Any, timeout: float, what: str) -> Any:
             return last
         time.sleep(0.3)
     raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
-def _metric(text: str, name: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and not line.startswith("#"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 async def test_scored_counts_match_redis_windows_and_web_api(start_worker: Any) -> None:
@@ -125,10 +118,10 @@ async def test_scored_counts_match_redis_windows_and_web_api(start_worker: Any) 
     status, body = http_get(f"{w.base_url}/metrics", TOKEN)
     metrics = body.decode()
     assert status == 200
-    assert _metric(metrics, "finpulse_records_in_total") == n
-    assert _metric(metrics, "finpulse_scored_total") == n
-    assert _metric(metrics, "finpulse_inference_seconds_count") >= 1
-    assert _metric(metrics, "finpulse_publish_to_scored_seconds_count") == n
+    assert metric_sum(metrics, "finpulse_records_in_total") == n
+    assert metric_sum(metrics, "finpulse_scored_total") == n
+    assert metric_sum(metrics, "finpulse_inference_seconds_count") >= 1
+    assert metric_sum(metrics, "finpulse_publish_to_scored_seconds_count") == n
     assert f'finpulse_consumer_lag{{partition="0",topic="{s.topic_news}"}}' in metrics
     assert TOKEN not in metrics
 
@@ -163,9 +156,9 @@ async def test_bad_records_are_dead_lettered_and_counts_are_conserved(start_work
     status, body = http_get(f"{w.base_url}/metrics")
     metrics = body.decode()
     assert status == 200
-    records_in = _metric(metrics, "finpulse_records_in_total")
+    records_in = metric_sum(metrics, "finpulse_records_in_total")
     assert records_in == len(mixed)
-    assert records_in == _metric(metrics, "finpulse_scored_total") + _metric(
+    assert records_in == metric_sum(metrics, "finpulse_scored_total") + metric_sum(
         metrics, "finpulse_dead_letters_total"
     )
     assert http_get(f"{w.base_url}/health")[0] == 200
@@ -189,7 +182,7 @@ async def test_the_same_event_delivered_twice_is_counted_once(start_worker: Any)
     assert window["volume"] == 2
     _, text = http_get(f"{w.base_url}/metrics")
     # every entity of the item (ticker, topic, market) saw the two repeats
-    assert _metric(text.decode(), "finpulse_duplicate_events_total") == 2 * 3
+    assert metric_sum(text.decode(), "finpulse_duplicate_events_total") == 2 * 3
 
 
 async def test_negative_burst_fires_one_alert_then_resolves(

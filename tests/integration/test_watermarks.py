@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from stream_app.schemas import Alert, DeadLetter, NewsItem, ScoredNews
+from stream_app.schemas import DeadLetter, NewsItem, ScoredNews
 from tests.support.fault_harness import RedisView, read_topic, wait_for
-from tests.support.worker_proc import collect, http_get, produce
+from tests.support.worker_proc import collect, feed_alerts, http_get, metric_sum, produce
 
 pytestmark = pytest.mark.integration
 
@@ -62,11 +62,6 @@ def _feed(neg: list[str], calm: list[str], start: datetime, n: int = 1500) -> li
     return rows
 
 
-def _metric(text: str, name: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name) and not line.startswith("#"))  # fmt: skip
-
-
 async def test_fast_replay_into_four_partitions_is_exact_and_matches_the_backtest(
     start_worker: Any, tiny_model_dir: Path, data_dir: Path, tmp_path: Path
 ) -> None:
@@ -102,7 +97,7 @@ async def test_fast_replay_into_four_partitions_is_exact_and_matches_the_backtes
     dead = [DeadLetter.model_validate_json(v) for v in await read_topic(s, s.topic_deadletter)]
     assert [d for d in dead if d.reason == "late_event"] == []
     _, text = http_get(f"{w.base_url}/metrics")
-    assert _metric(text.decode(), "finpulse_late_events_total") == 0
+    assert metric_sum(text.decode(), "finpulse_late_events_total") == 0
 
     feed_path = tmp_path / "feed.jsonl"
     feed_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -116,10 +111,8 @@ async def test_fast_replay_into_four_partitions_is_exact_and_matches_the_backtes
 
     async def alerts() -> dict[str, Any]:
         out = {}
-        for v in await read_topic(s, s.topic_alerts):
-            a = Alert.model_validate_json(v)
-            if a.kind != "model_drift":  # processing-time model monitoring, not the feed's
-                out[a.alert_id] = a.parity_key()
+        for a in feed_alerts(await read_topic(s, s.topic_alerts)):
+            out[a.alert_id] = a.parity_key()
         return out
 
     got: dict[str, Any] = {}
@@ -167,5 +160,5 @@ async def test_a_future_dated_record_does_not_blind_shared_clocks(start_worker: 
     dead = [DeadLetter.model_validate_json(v) for v in await read_topic(s, s.topic_deadletter)]
     assert [d.reason for d in dead] == []
     _, text = http_get(f"{w.base_url}/metrics")
-    assert _metric(text.decode(), "finpulse_late_events_total") == 0
-    assert _metric(text.decode(), "finpulse_events_held") >= 1
+    assert metric_sum(text.decode(), "finpulse_late_events_total") == 0
+    assert metric_sum(text.decode(), "finpulse_events_held") >= 1

@@ -34,7 +34,13 @@ from stream_app.core.windows import Counts
 from stream_app.devenv.embedded import Service
 from stream_app.schemas import Alert, DeadLetter, ScoredNews
 from stream_app.store.base import SeenEntry
-from tests.support.worker_proc import WorkerProcess, http_get, worker_env
+from tests.support.worker_proc import (
+    WorkerProcess,
+    feed_alerts,
+    http_get,
+    metric_sum,
+    worker_env,
+)
 
 T0 = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
 TICKERS = ("AAA", "BBB", "CCC", "BURST")
@@ -421,12 +427,10 @@ async def conservation(
 
 
 async def worker_alerts(settings: Settings) -> dict[str, Alert]:
-    """The feed's alerts on the topic, de-duplicated by alert id (what a consumer is asked
-    to do). ``model_drift`` alerts are left out: the model monitor raises them in
-    processing time (docs/model.md), so no reference run of the feed can have them."""
+    """The feed's alerts on the topic (``feed_alerts``), de-duplicated by alert id (what a
+    consumer is asked to do)."""
     raw = await read_topic(settings, settings.topic_alerts)
-    alerts = (Alert.model_validate_json(v) for v in raw)
-    return {a.alert_id: a for a in alerts if a.kind != "model_drift"}
+    return {a.alert_id: a for a in feed_alerts(raw)}
 
 
 async def reference_alerts(settings: Settings, feed: Feed) -> dict[str, Alert]:
@@ -485,8 +489,4 @@ def assignment(worker: WorkerProcess, topic: str) -> tuple[int, set[int]]:
 def metric(base_url: str, name: str) -> float:
     status, body = http_get(f"{base_url}/metrics")
     assert status == 200, status
-    total = 0.0
-    for line in body.decode().splitlines():
-        if line.startswith(name) and not line.startswith("#"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return metric_sum(body.decode(), name)

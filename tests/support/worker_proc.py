@@ -25,6 +25,7 @@ from typing import Any
 
 from stream_app.config import Settings
 from stream_app.devenv.embedded import Service, free_port
+from stream_app.schemas import Alert
 
 
 def worker_env(
@@ -155,6 +156,24 @@ def http_get(url: str, token: str | None = None) -> tuple[int, bytes]:
         return exc.code, exc.read()
     except (urllib.error.URLError, OSError):
         return 0, b""
+
+
+def metric_sum(text: str, name: str) -> float:
+    """Sum of every sample of the Prometheus text ``text`` whose line starts with ``name``
+    (all label sets; ``_total``/``_count`` suffixes are part of the name asked for)."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    )
+
+
+def feed_alerts(values: Sequence[bytes]) -> list[Alert]:
+    """The alerts of an alert-topic read that a run of the feed decides: ``model_drift`` is
+    left out, the model monitor raises it in processing time (docs/model.md), so no
+    reference run (backtest, in-process aggregator) can have it."""
+    alerts = (Alert.model_validate_json(v) for v in values)
+    return [a for a in alerts if a.kind != "model_drift"]
 
 
 def http_json(url: str, token: str | None = None) -> tuple[int, Any]:
