@@ -73,8 +73,10 @@ class Progress:
         """``(progress, idle)`` for the assigned partitions, as an ``EntityBatch`` carries it.
 
         ``pending``: (partition, event ms) of the records whose events travel in the same
-        ``EntityBatch`` records as this report, so they may count already. A partition
-        never read from reports no progress (it holds the watermark back) unless idle.
+        ``EntityBatch`` records as this report, so they may count already. Every assigned
+        partition is in ``progress``, one never read from with none yet (-2**62): it holds
+        the watermark back unless idle, and a partition that was idle and is not any more
+        says so at once (left out, the aggregator kept taking it for idle).
         """
         quiet_everywhere = now_ms - self._last_activity >= self.idle_ms
         ahead = dict(self._progress)
@@ -85,11 +87,9 @@ class Progress:
         progress: dict[int, int] = {}
         idle: list[int] = []
         for p in sorted(assigned):
-            if p in ahead:
-                progress[p] = ahead[p]
+            progress[p] = ahead.get(p, -(2**62))
             last = self._last_seen.get(p, float("-inf"))
             if quiet_everywhere and now_ms - last >= self.idle_ms and caught_up(p):
-                progress.setdefault(p, -(2**62))
                 idle.append(p)
         return progress, idle
 

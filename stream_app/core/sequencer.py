@@ -16,6 +16,14 @@ workers. The ``Sequencer`` holds events back until that order is known:
   seen is released (an idle report carrying progress older than what is known is stale
   and ignored; one carrying none is from a worker that caught up without reading, after
   a rebalance, and counts);
+* when a partition **wakes** (reported idle, now active), the partitions still idle hold
+  the watermark again for ``wake_grace_ms`` of processing time: the same data may have
+  reached them too, and their workers -- other processes, each with its own fetch and
+  batch timing -- need a moment to say so. Without that grace the first batch of a feed
+  landing on every partition at once moved the watermark past the other partitions'
+  older events, which were then applied out of order (seen: ``market`` novelty differed
+  between 1 and 3 workers). The score stage applies the same rule to the partitions of
+  one worker (``core.fanout``); this one covers partitions of different workers;
 * ``release`` hands out every held event strictly below the watermark, sorted by
   (event time, id, entity); later events wait. An event arriving below the released
   watermark cannot be put in order any more: it is released at once and the aggregator's
@@ -56,8 +64,10 @@ class Release:
 
 @dataclass(slots=True)
 class Sequencer:
+    wake_grace_ms: float = 0.0
     _progress: dict[int, int] = field(default_factory=dict)
-    _idle: set[int] = field(default_factory=set)
+    # partition -> processing time (ms) from which its idleness counts
+    _idle: dict[int, float] = field(default_factory=dict)
     _partitions: int = 0
     _released_to: int = _NONE
     _heap: list[tuple[int, str, str, int, EntityEvent]] = field(default_factory=list)
@@ -66,11 +76,11 @@ class Sequencer:
     _owner: dict[int, Hashable] = field(default_factory=dict)  # heap seq -> ref
     _order: list[Hashable] = field(default_factory=list)  # refs in offer order
 
-    @property
-    def watermark(self) -> int:
+    def watermark(self, now_ms: float = 0.0) -> int:
         if not self._partitions:
             return _NONE
-        active = [p for p in range(self._partitions) if p not in self._idle]
+        idle = self._idle
+        active = [p for p in range(self._partitions) if idle.get(p, float("inf")) > now_ms]
         if not active:  # all quiet: everything seen may go
             return max(self._progress.values(), default=_NONE) + 1
         return min(self._progress.get(p, _NONE) for p in active)
@@ -80,26 +90,32 @@ class Sequencer:
         """Events waiting for the watermark."""
         return len(self._heap)
 
-    def offer(self, ref: Hashable, batch: EntityBatch) -> list[EntityEvent]:
+    def offer(self, ref: Hashable, batch: EntityBatch, now_ms: float = 0.0) -> list[EntityEvent]:
         """Take one record's events and progress; returns the ones already out of order.
 
         Those (below the watermark released so far) go to the aggregator at once.
+        ``now_ms``: processing time, for the grace after a wake-up.
         """
         self._partitions = max(self._partitions, batch.source_partitions)
         idle = set(batch.idle)
+        woke = False
         for p in idle.union(batch.progress):
             known = self._progress.get(p, _NONE)
             ms = batch.progress.get(p, _NONE)
             if ms > known:
                 self._progress[p] = ms
             if p not in idle:
-                self._idle.discard(p)
-            elif ms >= known or ms == _NONE:
+                woke |= self._idle.pop(p, None) is not None
+            elif (ms >= known or ms == _NONE) and p not in self._idle:
                 # An idle report older than newer data is stale (the partition woke up).
                 # One without progress is not: its worker caught up without reading a
                 # record -- it was just assigned the partition, or took it back after a
                 # rebalance -- and has nothing of it to deliver.
-                self._idle.add(p)
+                self._idle[p] = now_ms
+        if woke:
+            until = now_ms + self.wake_grace_ms
+            for p, since in self._idle.items():
+                self._idle[p] = max(since, until)
         immediate: list[EntityEvent] = []
         held = 0
         for ev in batch.events:
@@ -114,9 +130,9 @@ class Sequencer:
         self._order.append(ref)
         return immediate
 
-    def release(self) -> Release:
+    def release(self, now_ms: float = 0.0) -> Release:
         """Every held event below the watermark, in (event time, id, entity) order."""
-        wm = self.watermark
+        wm = self.watermark(now_ms)
         out = Release(watermark=wm)
         heap = self._heap
         while heap and heap[0][0] < wm:

@@ -126,15 +126,20 @@ class AggregateStage:
                 )
                 self._done.append(ref)
                 continue
-            seq = self.sequencers.setdefault(rec.partition, Sequencer())
-            self._ready += seq.offer(ref, batch)
+            seq = self.sequencers.get(rec.partition)
+            if seq is None:
+                grace = self._settings.watermark_idle_seconds * 1000
+                seq = self.sequencers[rec.partition] = Sequencer(wake_grace_ms=grace)
+            immediate = seq.offer(ref, batch, self._clock() * 1000)
+            self._metrics.out_of_order.inc(len(immediate))
+            self._ready += immediate
             self._touched.add(rec.partition)
         return invalid
 
     def _release(self) -> None:
         now = self._clock() * 1000
         for p in sorted(self._touched):
-            out = self.sequencers[p].release()
+            out = self.sequencers[p].release(now)
             self._ready += out.events
             self._done += [ref for ref in out.done if isinstance(ref, tuple)]
             if out.watermark > 0:

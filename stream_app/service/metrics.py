@@ -70,6 +70,12 @@ class Metrics:
             "Entity events waiting for the event-time watermark (not yet counted)",
             registry=r,
         )
+        self.out_of_order = Counter(
+            "finpulse_events_out_of_order",
+            "Entity events that arrived below the released watermark (their partition had "
+            "been skipped as idle): applied at once, not in event-time order",
+            registry=r,
+        )
         self.watermark_lag = Gauge(
             "finpulse_watermark_lag_seconds",
             "Wall clock minus the event-time watermark, per entity-topic partition",

@@ -10,7 +10,10 @@ publishes it to ``news.scored`` with its story id. Bad *data* never raises here:
 record ends in an entity batch or in the dead-letter topic.
 
 ``heartbeat`` sends progress alone when nothing else does (a quiet or idle partition), so
-no aggregator waits on this worker's partitions longer than it must.
+no aggregator waits on this worker's partitions longer than it must: when the report
+changed, and on every beat without a batch in between, because an aggregator's watermark
+also moves with its own clock (the grace after a wake-up, ``core.sequencer``) and only a
+record makes it look again.
 
 ``score`` (validation and the model) and ``publish`` (fan-out, sends, acknowledgements,
 then the progress advances) are separate steps so that the worker can score batch N+1
@@ -93,6 +96,7 @@ class ScoreStage:
             idle_ms=int(settings.watermark_idle_seconds * 1000),
         )
         self._last_report: tuple[dict[int, int], list[int]] | None = None
+        self._sent_since_beat = False
         # One thread: the model is not re-entrant and torch parallelises inside a call.
         self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="finpulse-model")
 
@@ -136,6 +140,7 @@ class ScoreStage:
             topo.assigned_news(), self._clock() * 1000, topo.caught_up, pending
         )
         self._last_report = report
+        self._sent_since_beat = True
         return report
 
     def _batches(self, events: Sequence[Any], pending: Sequence[tuple[int, int]]) -> list[Message]:
@@ -197,7 +202,8 @@ class ScoreStage:
         return len(batch.scored), len(batch.dead)
 
     async def heartbeat(self) -> bool:
-        """Send this worker's progress alone when it changed (idle partitions); True if sent.
+        """Send this worker's progress alone when it changed (idle partitions) or when no
+        batch went out since the last beat; True if sent.
 
         Never counts a batch in flight: its records were touched (not idle) but advance
         only once published.
@@ -205,7 +211,8 @@ class ScoreStage:
         before = self._last_report
         topo = self.topology
         report = self.progress.report(topo.assigned_news(), self._clock() * 1000, topo.caught_up)
-        if report == before or not report[0]:
+        quiet, self._sent_since_beat = not self._sent_since_beat, False
+        if not report[0] or (report == before and not quiet):
             return False
         self._last_report = report
         batches = fan_out([], topo.entity_partitions, topo.news_partitions, *report)

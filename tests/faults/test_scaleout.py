@@ -72,6 +72,9 @@ async def _run(p: Any, n_workers: int, feed: Any) -> tuple[dict[str, Any], set[A
         for a in (await worker_alerts(s)).values()
     }  # fmt: skip
     assert all(w.running for w in workers)
+    # Every news partition is in event-time order, so no event may reach an aggregator
+    # below its watermark; one that did was applied out of order (``core.sequencer``).
+    assert sum(metric(w.base_url, "finpulse_events_out_of_order_total") for w in workers) == 0
     # Each worker really did part of the work: it consumed news records.
     consumed = [metric(w.base_url, "finpulse_records_in_total") for w in workers]
     assert all(n > 0 for n in consumed), consumed

@@ -44,7 +44,9 @@ def test_a_future_dated_record_advances_its_partition_only_to_processing_time() 
 def test_progress_of_a_batch_in_flight_is_reported_only_with_its_events() -> None:
     progress = Progress(clock_skew_ms=0, idle_ms=10_000)
     progress.touch(0, T0)
-    assert progress.report([0], T0, lambda p: True) == ({}, [])  # a heartbeat: nothing yet
+    none = -(2**62)
+    # a heartbeat: partition 0 is active, with no progress to announce yet
+    assert progress.report([0], T0, lambda p: True) == ({0: none}, [])
     carried = progress.report([0], T0, lambda p: True, pending=[(0, T0 - 5)])
     assert carried == ({0: T0 - 5}, [])  # the batch's own records may carry it
 
@@ -60,3 +62,14 @@ def test_idle_needs_quiet_everywhere_and_a_caught_up_partition() -> None:
     assert progress.report([0, 1], T0 + 1_000, lambda p: True)[1] == [0, 1]
     progress.forget([1])
     assert progress.report([0], T0 + 1_000, lambda p: True) == ({0: T0 - 100}, [0])
+
+
+def test_a_partition_that_stops_being_idle_says_so_before_it_has_progress() -> None:
+    """Reported idle, then read from again: the next report names it active even though
+    its batch has not been published yet (left out, the aggregator went on taking it for
+    idle and let the watermark pass its older events)."""
+    none = -(2**62)
+    progress = Progress(clock_skew_ms=0, idle_ms=1_000)
+    assert progress.report([0, 1], T0, lambda p: True) == ({0: none, 1: none}, [0, 1])
+    progress.touch(1, T0 + 5_000)  # the feed lands on partition 1; its batch is scoring
+    assert progress.report([0, 1], T0 + 5_100, lambda p: True) == ({0: none, 1: none}, [])

@@ -79,6 +79,34 @@ def test_an_idle_report_without_progress_counts_after_a_rebalance() -> None:
     assert out.done == ["a", "b"]
 
 
+def test_a_wake_up_gives_the_other_idle_partitions_a_grace_to_show_their_data() -> None:
+    """Every partition idle, then a feed lands on all of them at once; partition 0's worker
+    is first to publish. The other partitions hold the watermark for the grace (their
+    workers have the data too, they just have not said so), so partition 1's older events
+    still come out in order; seen: ``market`` novelty differed between 1 and 3 workers."""
+    now = 1_000.0
+    seq = Sequencer(wake_grace_ms=5_000)
+    seq.offer("idle", batch(2, {}, [], idle=[0, 1]), now)
+    seq.offer("p0", batch(2, {0: 300}, [ev(1, 100), ev(2, 300)]), now + 10)
+    assert seq.release(now + 10).events == []  # partition 1 may have the same feed
+    assert seq.offer("p1", batch(2, {1: 200}, [ev(3, 50), ev(4, 200)]), now + 900) == []
+    assert [e.id for e in seq.release(now + 900).events] == ["n3", "n1"]
+
+
+def test_after_the_grace_a_quiet_partition_stops_holding_the_watermark() -> None:
+    now = 1_000.0
+    seq = Sequencer(wake_grace_ms=5_000)
+    seq.offer("idle", batch(2, {}, [], idle=[0, 1]), now)
+    seq.offer("p0", batch(2, {0: 300}, [ev(1, 100), ev(2, 300)]), now + 10)
+    assert seq.release(now + 5_009).events == []
+    # a repeated idle report of partition 1 does not cut its grace short
+    seq.offer("again", batch(2, {}, [], idle=[1]), now + 5_009)
+    assert seq.release(now + 5_009).events == []
+    out = seq.release(now + 5_010)
+    assert [e.id for e in out.events] == ["n1"]  # partition 0 alone sets it: 300
+    assert out.watermark == T0 + 300
+
+
 def test_all_idle_releases_everything_and_later_old_events_come_at_once() -> None:
     seq = Sequencer()
     seq.offer("a", batch(1, {0: 100}, [ev(1, 90), ev(2, 100)]))

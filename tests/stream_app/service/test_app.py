@@ -234,6 +234,20 @@ async def test_overlapped_batches_each_report_only_their_own_progress() -> None:
     stage.close()
 
 
+async def test_a_heartbeat_goes_out_on_every_quiet_beat_and_not_between_batches() -> None:
+    """An aggregator's watermark also moves with its clock (the grace after a wake-up ends),
+    and only a record makes it look again: a quiet worker beats even when nothing changed;
+    one that published a batch since the last beat stays silent unless its report changed."""
+    pub = Recorder()
+    stage = _score_stage(pub)
+    assert await stage.heartbeat() is True
+    assert await stage.heartbeat() is True  # unchanged, but nothing else went out
+    assert await stage.process(_records([_news(1, "a")])) == (1, 0)
+    assert await stage.heartbeat() is False  # the batch carried the same report
+    assert await stage.heartbeat() is True
+    stage.close()
+
+
 def _events(n_calm: int, n_neg: int) -> list[bytes]:
     """One entity-topic record per event (news partition 0 progressing with it), then a
     record saying partition 0 is idle, which releases the last events too."""
