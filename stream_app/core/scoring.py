@@ -4,12 +4,15 @@ What is scored: the *headline* only. The model was fine-tuned on short financial
 headlines/tweets; appending body text shifts the input distribution and costs tokens
 for no measured gain, so the body is carried along but not scored.
 
-Failure isolation: when ``predict`` raises (or returns something unusable) for a batch,
-the batch is split in halves and each half retried, recursively; an item that still
-fails *alone* is returned in ``ScoreResult.failed`` with a detail message (the worker
-dead-letters it with reason ``predictor_failure``). One bad record costs O(log n) extra
-calls instead of the whole batch. Failed entries hold the *same* ``NewsItem`` objects
-that were passed in, so callers can map them back to their records by identity.
+Failure isolation: when ``predict`` raises (or returns the wrong number of results) for a
+batch, the batch is split in halves and each half retried, recursively; an item that
+still fails *alone* is returned in ``ScoreResult.failed`` with a detail message (the
+worker dead-letters it with reason ``predictor_failure``). One bad record costs O(log n)
+extra calls instead of the whole batch. A prediction that comes back but is unusable
+(an unknown label, a NaN) fails its item alone, without calling the model again: a
+second call would cost time and show the model monitor the same predictions twice.
+Failed entries hold the *same* ``NewsItem`` objects that were passed in, so callers can
+map them back to their records by identity.
 
 Entities (issue 10): each item's companies come from ``entities.item_links`` (field
 tickers, cashtags, then names found by the ``CompanyLinker`` the adapter built once per
@@ -91,7 +94,6 @@ class Scorer:
             preds = self.predictor.predict([it.headline for it in items])
             if len(preds) != len(items):
                 raise _Unusable(f"predictor returned {len(preds)} results for {len(items)} texts")
-            scored = [self._scored(it, p, now) for it, p in zip(items, preds, strict=True)]
         except Exception as exc:  # any predictor failure: isolate the poison record
             if len(items) == 1:
                 out.failed.append((items[0], f"{type(exc).__name__}: {exc}"[:500]))
@@ -103,7 +105,11 @@ class Scorer:
             out.scored += first.scored
             out.failed += first.failed
             return
-        out.scored += scored
+        for it, p in zip(items, preds, strict=True):
+            try:
+                out.scored.append(self._scored(it, p, now))
+            except Exception as exc:  # this prediction is unusable, the others are not
+                out.failed.append((it, f"{type(exc).__name__}: {exc}"[:500]))
 
     def _scored(self, item: NewsItem, p: Any, now: datetime) -> ScoredNews:
         probs = {str(k): float(v) for k, v in dict(p.sentiment_probs).items()}

@@ -100,10 +100,13 @@ def test_wrong_length_and_unusable_predictions_are_isolated() -> None:
             ]
 
     items = [_item(0, "ok"), _item(1, "weird one"), _item(2, "ok too")]
-    res = Scorer(Short(), clock=lambda: NOW).score(items)
+    pred = Short()
+    res = Scorer(pred, clock=lambda: NOW).score(items)
     assert [f[0].id for f in res.failed] == ["n1"]
     assert "unusable" in res.failed[0][1]
     assert [s.id for s in res.scored] == ["n0", "n2"]
+    # the predictions came back: no second model call (the monitor sees each one once)
+    assert pred.calls == [3]
 
 
 def test_empty_batch() -> None:
