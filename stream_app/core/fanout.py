@@ -16,10 +16,12 @@ instead, until its time comes).
 A news partition with nothing to read is reported ``idle`` and stops holding the
 watermark back, so a quiet partition does not delay every alert. Idle means: no record
 from it for ``idle_ms``, the consumer caught up with it (when the high-water mark is
-known), and no fresh activity anywhere for ``idle_ms`` either -- when a burst of records
-(a replay, a backlog) starts on one partition, the others get that long to show theirs
-before they may be skipped. Data that reaches an idle partition later than that is the
-trade-off every watermark makes; the lateness rule still applies to it.
+known), and the worker's current run of activity began at least ``idle_ms`` ago -- when
+a burst of records (a replay, a backlog) starts on one partition after a quiet spell,
+the others get that long to show theirs before they may be skipped, and no longer: a
+steady flow on one partition must not keep an empty one holding the watermark forever.
+Data that reaches an idle partition later than that is the trade-off every watermark
+makes; the lateness rule still applies to it.
 """
 
 from __future__ import annotations
@@ -47,10 +49,13 @@ class Progress:
     _progress: dict[int, int] = field(default_factory=dict)
     _last_seen: dict[int, float] = field(default_factory=dict)  # partition -> wall ms
     _last_activity: float = float("-inf")  # wall ms of the last record on any partition
+    _active_since: float = float("-inf")  # wall ms the current run of activity began
 
     def touch(self, partition: int, now_ms: float) -> None:
         """A record of ``partition`` was read at wall time ``now_ms``: it is not idle."""
         self._last_seen[partition] = now_ms
+        if now_ms - self._last_activity >= self.idle_ms:  # a burst after a quiet spell
+            self._active_since = now_ms
         self._last_activity = now_ms
 
     def advance(self, partition: int, event_ms: int, now_ms: float) -> None:
@@ -78,7 +83,10 @@ class Progress:
         the watermark back unless idle, and a partition that was idle and is not any more
         says so at once (left out, the aggregator kept taking it for idle).
         """
-        quiet_everywhere = now_ms - self._last_activity >= self.idle_ms
+        settled = (
+            now_ms - self._last_activity >= self.idle_ms
+            or now_ms - self._active_since >= self.idle_ms
+        )
         ahead = dict(self._progress)
         for p, event_ms in pending:
             ms = min(event_ms, int(now_ms) + self.clock_skew_ms)
@@ -89,7 +97,7 @@ class Progress:
         for p in sorted(assigned):
             progress[p] = ahead.get(p, -(2**62))
             last = self._last_seen.get(p, float("-inf"))
-            if quiet_everywhere and now_ms - last >= self.idle_ms and caught_up(p):
+            if settled and now_ms - last >= self.idle_ms and caught_up(p):
                 idle.append(p)
         return progress, idle
 

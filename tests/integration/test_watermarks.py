@@ -5,6 +5,8 @@
   the alerts of every entity -- market and topics included -- equal the backtest's.
 * One record whose ``published_at`` is 50 minutes ahead (inside the future skew a producer
   may have) does not move the shared clocks: nothing after it is dead-lettered as late.
+* A steady flow on one news partition is not held back by an empty one: the empty one
+  goes idle once the flow is one grace old, and items are counted while it goes on.
 """
 
 from __future__ import annotations
@@ -162,3 +164,41 @@ async def test_a_future_dated_record_does_not_blind_shared_clocks(start_worker: 
     _, text = http_get(f"{w.base_url}/metrics")
     assert metric_sum(text.decode(), "finpulse_late_events_total") == 0
     assert metric_sum(text.decode(), "finpulse_events_held") >= 1
+
+
+async def test_a_steady_flow_on_one_partition_is_not_held_by_an_empty_one(
+    start_worker: Any,
+) -> None:
+    """Records on partition 0 only, ten a second, until one is counted. The score stage's
+    grace for the other partitions runs from the start of the flow, not from its latest
+    record: measured from the latest, the empty partition never went idle while the flow
+    lasted and held every watermark (nothing counted until the flow stopped)."""
+    from aiokafka import AIOKafkaProducer
+
+    w = start_worker(topic_partitions=2, watermark_idle_seconds=1)
+    s = w.settings
+    stop = asyncio.Event()
+
+    async def flow() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=s.broker.removeprefix("kafka://"))
+        await producer.start()
+        try:
+            i = 0
+            while not stop.is_set():
+                row = {"id": f"s{i}", "headline": f"steady flow item {i}", "tickers": ["ZZZ"],
+                       "published_at": datetime.now(UTC).isoformat()}  # fmt: skip
+                await (await producer.send(s.topic_news, json.dumps(row).encode(), partition=0))
+                i += 1
+                await asyncio.sleep(0.1)  # pacing, not synchronisation
+        finally:
+            await producer.stop()
+
+    task = asyncio.create_task(flow())
+    view = RedisView(s)
+    try:
+        await wait_for(lambda: view.bucket_total("market"), 60, "an item counted mid-flow")
+        assert not task.done()  # the flow still runs: nothing waited for it to end
+    finally:
+        stop.set()
+        await task
+        await view.close()

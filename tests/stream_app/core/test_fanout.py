@@ -73,3 +73,14 @@ def test_a_partition_that_stops_being_idle_says_so_before_it_has_progress() -> N
     assert progress.report([0, 1], T0, lambda p: True) == ({0: none, 1: none}, [0, 1])
     progress.touch(1, T0 + 5_000)  # the feed lands on partition 1; its batch is scoring
     assert progress.report([0, 1], T0 + 5_100, lambda p: True) == ({0: none, 1: none}, [])
+
+
+def test_a_steady_flow_on_one_partition_lets_an_empty_one_go_idle_after_the_grace() -> None:
+    """The grace after a burst starts is counted from its start: a partition that never
+    gets a record must not hold the watermark for as long as another one keeps busy."""
+    progress = Progress(clock_skew_ms=0, idle_ms=1_000)
+    for k in range(31):  # a record on partition 0 every 100 ms, for 3 s
+        progress.touch(0, T0 + 100 * k)
+        progress.advance(0, T0 + 100 * k, T0 + 100 * k)
+        idle = progress.report([0, 1], T0 + 100 * k, lambda p: True)[1]
+        assert idle == ([] if k < 10 else [1]), k
