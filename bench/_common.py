@@ -54,6 +54,7 @@ __all__ = [
     "proc_cpu_times_of",
     "proc_thread_cpu",
     "run_in_workdir",
+    "run_measured",
     "scrape",
     "total",
     "utc_now",
@@ -293,6 +294,16 @@ def run_in_workdir(prefix: str, run: Callable[[Path], Any]) -> tuple[bool, Any]:
         return False, None
     shutil.rmtree(workdir, ignore_errors=True)
     return True, result
+
+
+def run_measured(prefix: str, run: Callable[[Path], Any]) -> tuple[bool, Any, dict[str, Any]]:
+    """``run_in_workdir`` between two looks at the machine: ``(ok, result, info)``, where
+    ``info`` is the machine block after the run with ``load_avg_at_start`` from before it
+    (a run's numbers depend on the load it started under as much as on the load it left).
+    """
+    start = machine()
+    ok, result = run_in_workdir(prefix, run)
+    return ok, result, machine(load_avg_at_start=start["load_avg"])
 
 
 def check_alive(worker: WorkerProcess) -> None:

@@ -56,10 +56,9 @@ from bench._common import (
     headlines,
     histogram,
     histogram_quantile,
-    machine,
     percentile,
     print_footer,
-    run_in_workdir,
+    run_measured,
     scrape,
     total,
     wait_metrics,
@@ -406,13 +405,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FinpulseError as exc:
         print(f"error: --model {args.model}: {exc}", file=sys.stderr)
         return 2
-    info = machine()
     res = Results()
-    ok, _ = run_in_workdir("finpulse-bench-e2e-", lambda workdir: run(args, res, workdir))
+    ok, _, info = run_measured("finpulse-bench-e2e-", lambda workdir: run(args, res, workdir))
     if not ok:
         return 1
-
-    info = machine(load_avg_at_start=info["load_avg"])
     table = markdown(res, args)
     print(table)
     print()

@@ -71,13 +71,12 @@ from bench._common import (
     Samples,
     bench_worker_env,
     headlines,
-    machine,
     markdown_table,
     print_footer,
     proc_cpu_seconds,
     proc_cpu_times,
     proc_thread_cpu,
-    run_in_workdir,
+    run_measured,
     scrape,
     total,
     wait_metrics,
@@ -520,11 +519,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
 
-    start_info = machine()
-    ok, results = run_in_workdir("finpulse-bench-cpu-", lambda workdir: run_all(args, workdir))
+    ok, results, info = run_measured("finpulse-bench-cpu-", lambda workdir: run_all(args, workdir))
     if not ok:
         return 1
-    info = machine(load_avg_at_start=start_info["load_avg"])
     table = markdown(results, args)
     print(table)
     print()

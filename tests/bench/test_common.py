@@ -22,6 +22,7 @@ from bench._common import (
     percentile,
     proc_cpu_times,
     run_in_workdir,
+    run_measured,
     total,
     write_json,
 )
@@ -147,3 +148,13 @@ def test_run_in_workdir_tells_success_from_failure(capsys: pytest.CaptureFixture
     assert seen[1].is_dir()  # kept: its logs say why
     assert "error: the worker exited" in capsys.readouterr().err
     shutil.rmtree(seen[1])
+
+
+def test_run_measured_reports_the_load_the_run_started_under() -> None:
+    async def fine(workdir: Path) -> int:
+        return 7
+
+    ok, result, info = run_measured("t-", fine)
+    assert (ok, result) == (True, 7)
+    assert {"date", "load_avg", "load_avg_at_start"} <= set(info)
+    assert len(info["load_avg_at_start"].split(" / ")) == 3
