@@ -110,6 +110,7 @@ class AggregateStage:
     def _offer(self, records: Sequence[Record]) -> list[DeadLetter]:
         """Decode and hand each new record to its partition's sequencer; bad ones are done."""
         invalid: list[DeadLetter] = []
+        now_ms = self._clock() * 1000
         for rec in records:
             ref = ref_of(rec)
             if ref in self._offered:
@@ -130,7 +131,7 @@ class AggregateStage:
             if seq is None:
                 grace = self._settings.watermark_idle_seconds * 1000
                 seq = self.sequencers[rec.partition] = Sequencer(wake_grace_ms=grace)
-            immediate = seq.offer(ref, batch, self._clock() * 1000)
+            immediate = seq.offer(ref, batch, now_ms)
             self._metrics.out_of_order.inc(len(immediate))
             self._ready += immediate
             self._touched.add(rec.partition)
